@@ -1,0 +1,244 @@
+"""The `codec` command line: parses arguments, calls the library, prints results."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from codec import bitstream, pretrained
+from codec.audio import audio_info, find_audio_files
+from codec.errors import CodecError
+from codec.inference import decode_file, encode_file, output_path
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+    help="Neural audio codec: compress speech to `.codes` files and back.",
+)
+out = Console()
+err = Console(stderr=True)
+
+
+def _fail(message: str, code: int = 1) -> None:
+    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+@contextlib.contextmanager
+def _user_errors() -> Iterator[None]:
+    """Turn errors a user can cause into one line on stderr and a non-zero exit."""
+    try:
+        yield
+    except CodecError as e:
+        _fail(str(e))
+    except OSError as e:
+        _fail(f"{e.filename or ''}: {e.strerror or e}".lstrip(": "))
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+
+
+@contextlib.contextmanager
+def _progress(total: float, label: str) -> Iterator[Callable[[float], None]]:
+    """A progress bar over `total` units on stderr (hidden when stderr is no terminal)."""
+    columns = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeRemainingColumn(),
+    ]
+    with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda done: bar.update(task, completed=done)
+
+
+def _run_tree(
+    src: Path, dst: Path, files: list[Path], suffix: str, work: Callable[[Path, Path], None]
+):
+    """Apply `work` to every file of a folder; report and skip failures, then exit 1 if any."""
+    if not files:
+        _fail(f"{src}: no input files found")
+    failed = 0
+    with _progress(len(files), f"{len(files)} files") as advance:
+        for i, f in enumerate(files):
+            try:
+                work(f, output_path(f, src, dst, suffix))
+            except CodecError as e:
+                failed += 1
+                err.print(f"[yellow]skipped[/yellow] {e}", highlight=False, soft_wrap=True)
+            advance(i + 1)
+    out.print(
+        f"{len(files) - failed} of {len(files)} files done, {failed} failed -> {dst}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def encode(
+    src: Annotated[Path, typer.Argument(help="Audio file (WAV, FLAC, OGG) or a folder of them.")],
+    dst: Annotated[Path, typer.Argument(help="Output `.codes` file, or folder if SRC is one.")],
+    bitrate: Annotated[
+        float | None,
+        typer.Option("--bitrate", "-b", help="Kilobits per second [default: the model's highest]."),
+    ] = None,
+    model: Annotated[str, typer.Option("--model", "-m", help="Model name or folder.")] = (
+        pretrained.DEFAULT_MODEL
+    ),
+) -> None:
+    """Compress audio into a `.codes` file.
+
+    Examples:
+
+        codec encode speech.wav speech.codes
+
+        codec encode speech.flac speech.codes --bitrate 3
+
+        codec encode corpus/ codes/        # a/b.flac -> codes/a/b.codes
+    """
+    with _user_errors():
+        m = pretrained.load(model)
+        m.n_codebooks_for(bitrate)
+        if src.is_dir():
+            _run_tree(
+                src,
+                dst,
+                find_audio_files(src),
+                ".codes",
+                lambda a, b: encode_file(m, a, b, bitrate),
+            )
+            return
+        duration = audio_info(src).duration
+        start = time.perf_counter()
+        with _progress(duration, src.name) as progress:
+            header = encode_file(m, src, dst, bitrate, progress)
+        elapsed = time.perf_counter() - start
+        size = dst.stat().st_size
+        out.print(
+            f"{src} -> {dst}: {header.duration:.2f} s, {header.bitrate / 1000:g} kbps payload, "
+            f"{size} bytes ({size * 8 / max(header.duration, 1e-9) / 1000:.2f} kbps with "
+            f"header), {header.duration / elapsed:.0f}x real time",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+@app.command()
+def decode(
+    src: Annotated[Path, typer.Argument(help="A `.codes` file, or a folder of them.")],
+    dst: Annotated[Path, typer.Argument(help="Output audio (.wav or .flac), or a folder.")],
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model", "-m", help="Model name or folder [default: the one that encoded SRC]."
+        ),
+    ] = None,
+) -> None:
+    """Decompress a `.codes` file into audio.
+
+    Examples:
+
+        codec decode speech.codes speech.wav
+
+        codec decode codes/ decoded/       # codes/a/b.codes -> decoded/a/b.wav
+    """
+    with _user_errors():
+        cache: dict[bytes, object] = {}
+
+        def model_for(path: Path):
+            if model is not None:
+                return cache.setdefault(b"", pretrained.load(model))
+            wanted = bitstream.read_header(path).model_id
+            if wanted not in cache:
+                cache[wanted] = pretrained.find_by_id(wanted)
+            return cache[wanted]
+
+        if src.is_dir():
+            files = sorted(p for p in src.rglob("*.codes") if p.is_file())
+            _run_tree(src, dst, files, ".wav", lambda a, b: decode_file(model_for(a), a, b))
+            return
+        m = model_for(src)
+        header = bitstream.read_header(src)
+        start = time.perf_counter()
+        with _progress(header.duration, src.name) as progress:
+            decode_file(m, src, dst, progress)
+        elapsed = time.perf_counter() - start
+        out.print(
+            f"{src} -> {dst}: {header.duration:.2f} s, {header.duration / elapsed:.0f}x real time",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+@app.command()
+def info(src: Annotated[Path, typer.Argument(help="A `.codes` file.")]) -> None:
+    """Show what a `.codes` file holds, without decoding it.
+
+    Example:
+
+        codec info speech.codes
+    """
+    with _user_errors():
+        h = bitstream.read_header(src)
+        names = {
+            pretrained.model_id(i.config, (i.path / pretrained.WEIGHTS).read_bytes()): i.name
+            for i in pretrained.available_models()
+        }
+        rows = [
+            ("model id", f"{h.model_id.hex()} ({names.get(h.model_id, 'not installed')})"),
+            ("sample rate", f"{h.sample_rate} Hz"),
+            ("frame rate", f"{h.frame_rate:g} Hz ({h.hop_length} samples per frame)"),
+            ("codebooks", f"{h.n_codebooks} x {h.bits_per_code} bits"),
+            ("frames", str(h.n_frames)),
+            ("duration", f"{h.duration:.3f} s ({h.original_length} samples)"),
+            ("bitrate", f"{h.bitrate / 1000:g} kbps payload"),
+            ("file size", f"{src.stat().st_size} bytes"),
+        ]
+        table = Table(show_header=False, box=None)
+        for k, v in rows:
+            table.add_row(k, v)
+        out.print(table)
+
+
+@app.command()
+def models() -> None:
+    """List the models installed (shipped in `pretrained/` or under `$CODEC_MODELS_DIR`).
+
+    Example:
+
+        codec models
+    """
+    table = Table("name", "sample rate", "frame rate", "bitrates (kbps)", "size", "path")
+    for m in pretrained.available_models():
+        c = m.config
+        rates = f"{c.kbps_per_codebook:g} to {c.kbps_per_codebook * c.n_codebooks:g}"
+        default = " (default)" if m.name == pretrained.DEFAULT_MODEL else ""
+        table.add_row(
+            m.name + default,
+            f"{c.sample_rate} Hz",
+            f"{c.frame_rate:g} Hz",
+            rates,
+            f"{m.size_bytes / 1e6:.1f} MB",
+            str(m.path),
+        )
+    out.print(table)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="codec")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

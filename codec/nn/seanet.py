@@ -1,0 +1,113 @@
+"""SEANet encoder and decoder (Tagliasacchi et al. 2020; as used by SoundStream and EnCodec).
+
+Each stage: residual units with growing dilation, then a strided convolution that halves
+time resolution by `ratio` and doubles channels. The decoder mirrors it with transposed
+convolutions. ELU activations, weight norm everywhere, no normalisation layers, so the
+causal variant can later run frame by frame.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from codec.nn.conv import Conv1d, ConvTranspose1d
+
+
+class ResidualUnit(nn.Module):
+    """ELU -> dilated conv (halving channels) -> ELU -> 1x1 conv, plus identity shortcut.
+
+    Shapes: `[B, C, T] -> [B, C, T]`.
+    """
+
+    def __init__(
+        self, channels: int, *, kernel_size: int = 3, dilation: int = 1, causal: bool = True
+    ):
+        super().__init__()
+        hidden = channels // 2
+        self.block = nn.Sequential(
+            nn.ELU(),
+            Conv1d(channels, hidden, kernel_size, dilation=dilation, causal=causal),
+            nn.ELU(),
+            Conv1d(hidden, channels, 1, causal=causal),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.block(x)
+
+
+def _residual_stack(channels: int, dilations: tuple[int, ...], kernel_size: int, causal: bool):
+    return [
+        ResidualUnit(channels, kernel_size=kernel_size, dilation=d, causal=causal)
+        for d in dilations
+    ]
+
+
+class SEANetEncoder(nn.Module):
+    """Waveform to latent frames.
+
+    Args:
+        channels: width of the first stage; doubled after each downsampling.
+        latent_dim: size of each output frame vector.
+        ratios: downsampling factor per stage; their product is the hop length.
+        dilations: dilation of each residual unit within a stage.
+    Shapes: `[B, 1, T] -> [B, latent_dim, T // prod(ratios)]`.
+    """
+
+    def __init__(
+        self,
+        *,
+        channels: int = 16,
+        latent_dim: int = 64,
+        ratios: tuple[int, ...] = (2, 4, 5, 8),
+        dilations: tuple[int, ...] = (1, 3, 9),
+        kernel_size: int = 7,
+        residual_kernel_size: int = 3,
+        causal: bool = True,
+    ) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [Conv1d(1, channels, kernel_size, causal=causal)]
+        width = channels
+        for ratio in ratios:
+            layers += _residual_stack(width, dilations, residual_kernel_size, causal)
+            layers += [nn.ELU(), Conv1d(width, width * 2, 2 * ratio, stride=ratio, causal=causal)]
+            width *= 2
+        layers += [nn.ELU(), Conv1d(width, latent_dim, kernel_size, causal=causal)]
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+class SEANetDecoder(nn.Module):
+    """Latent frames to waveform; the mirror image of `SEANetEncoder`.
+
+    Shapes: `[B, latent_dim, F] -> [B, 1, F * prod(ratios)]`.
+    """
+
+    def __init__(
+        self,
+        *,
+        channels: int = 16,
+        latent_dim: int = 64,
+        ratios: tuple[int, ...] = (2, 4, 5, 8),
+        dilations: tuple[int, ...] = (1, 3, 9),
+        kernel_size: int = 7,
+        residual_kernel_size: int = 3,
+        causal: bool = True,
+    ) -> None:
+        super().__init__()
+        width = channels * 2 ** len(ratios)
+        layers: list[nn.Module] = [Conv1d(latent_dim, width, kernel_size, causal=causal)]
+        for ratio in reversed(ratios):
+            layers += [
+                nn.ELU(),
+                ConvTranspose1d(width, width // 2, 2 * ratio, stride=ratio, causal=causal),
+            ]
+            width //= 2
+            layers += _residual_stack(width, dilations, residual_kernel_size, causal)
+        layers += [nn.ELU(), Conv1d(width, 1, kernel_size, causal=causal)]
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.model(z)

@@ -1,0 +1,162 @@
+"""Find, load, save and describe models on disk.
+
+A model directory holds `model.safetensors` (weights), `config.json` (a `CodecConfig`)
+and `README.md` (the model card). Shipped models live in the repository's `pretrained/`
+folder; `CODEC_MODELS_DIR` adds another place to look. A model's id is a hash of its
+config and weights: `.codes` files carry it, so a file is only decoded by its own model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+
+from codec.atomic import write_bytes_atomic
+from codec.config import CodecConfig, from_dict, to_dict
+from codec.errors import CodecError, ConfigError, ModelNotFoundError
+from codec.models.codec import CodecModel
+from codec.nn.conv import fold_weight_norm
+
+DEFAULT_MODEL = "speech16k"
+WEIGHTS, CONFIG, CARD = "model.safetensors", "config.json", "README.md"
+# Training-only statistics not shipped: each equals codebook * cluster_size.
+_DERIVED = ".embed_sum"
+
+
+def search_path() -> list[Path]:
+    """Folders searched for models by name: `$CODEC_MODELS_DIR`, then `pretrained/`."""
+    dirs = [Path(p) for p in os.environ.get("CODEC_MODELS_DIR", "").split(os.pathsep) if p]
+    return dirs + [Path(__file__).resolve().parent.parent / "pretrained"]
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A model found on disk, as listed by `codec models`."""
+
+    name: str
+    path: Path
+    config: CodecConfig
+    size_bytes: int
+
+
+def available_models() -> list[ModelInfo]:
+    """Every loadable model directory in the search path, first occurrence of a name wins."""
+    found: dict[str, ModelInfo] = {}
+    for root in search_path():
+        for d in sorted(root.glob(f"*/{CONFIG}")):
+            if d.parent.name in found or not (d.parent / WEIGHTS).is_file():
+                continue
+            try:
+                config = from_dict(CodecConfig, json.loads(d.read_text()), str(d))
+            except (ConfigError, json.JSONDecodeError):
+                continue
+            size = (d.parent / WEIGHTS).stat().st_size
+            found[d.parent.name] = ModelInfo(d.parent.name, d.parent, config, size)
+    return list(found.values())
+
+
+def resolve(name_or_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The directory of a model given by name (searched) or by path."""
+    name = str(name_or_dir or DEFAULT_MODEL)
+    path = Path(name)
+    if (path / CONFIG).is_file():
+        return path
+    if os.sep not in name and "/" not in name:
+        for root in search_path():
+            if (root / name / CONFIG).is_file():
+                return root / name
+    names = ", ".join(m.name for m in available_models()) or "none installed"
+    raise ModelNotFoundError(
+        f"model '{name}' not found (available: {names}; or pass a model folder)"
+    )
+
+
+def model_id(config: CodecConfig, weights: bytes) -> bytes:
+    """16-byte id of a model: SHA-256 of its canonical config JSON and weight file."""
+    canonical = json.dumps(to_dict(config), sort_keys=True).encode()
+    return hashlib.sha256(canonical + b"\0" + weights).digest()[:16]
+
+
+def load(name_or_dir: str | os.PathLike[str] | None = None) -> CodecModel:
+    """Load a model for inference (eval mode, weight norm folded).
+
+    The returned model has `.model_id` (bytes) and `.name` set.
+    """
+    path = resolve(name_or_dir)
+    try:
+        config = from_dict(CodecConfig, json.loads((path / CONFIG).read_text()), str(path / CONFIG))
+        weights = (path / WEIGHTS).read_bytes()
+        state = load_safetensors(weights)
+    except (OSError, json.JSONDecodeError, SafetensorError) as e:
+        raise CodecError(f"{path}: cannot load model ({e})") from None
+    model = CodecModel(config)
+    _load_state(model, state, path)
+    model.model_id = model_id(config, weights)
+    model.name = path.name
+    return fold_weight_norm(model.eval())
+
+
+def _load_state(model: CodecModel, state: dict[str, torch.Tensor], path: Path) -> None:
+    for key in [k for k in model.state_dict() if k.endswith(_DERIVED)]:
+        prefix = key[: -len(_DERIVED)]
+        if f"{prefix}.codebook" in state and f"{prefix}.cluster_size" in state:
+            state[key] = state[f"{prefix}.codebook"] * state[f"{prefix}.cluster_size"][:, None]
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0]
+        raise CodecError(f"{path}: weights do not match config.json ({first})") from None
+
+
+def save(model: CodecModel, directory: str | os.PathLike[str], card: str | None = None) -> bytes:
+    """Write `model` as a model directory (atomically, file by file); return its id.
+
+    The model must not have its weight norm folded: the saved layout is the training one,
+    so a shipped model can be fine-tuned.
+    """
+    directory = Path(directory)
+    state = {
+        k: v.detach().cpu().contiguous()
+        for k, v in model.state_dict().items()
+        if not k.endswith(_DERIVED)
+    }
+    weights = save_safetensors(state)
+    write_bytes_atomic(directory / WEIGHTS, weights)
+    write_bytes_atomic(
+        directory / CONFIG, (json.dumps(to_dict(model.config), indent=2) + "\n").encode()
+    )
+    if card is not None:
+        write_bytes_atomic(directory / CARD, card.encode())
+    return model_id(model.config, weights)
+
+
+def id_of(model: CodecModel) -> bytes:
+    """The id a model has (set by `load`), or would have once saved (fresh models)."""
+    existing = getattr(model, "model_id", None)
+    if existing is not None:
+        return existing
+    state = {
+        k: v.detach().cpu().contiguous()
+        for k, v in model.state_dict().items()
+        if not k.endswith(_DERIVED)
+    }
+    return model_id(model.config, save_safetensors(state))
+
+
+def find_by_id(wanted: bytes) -> CodecModel:
+    """Load the installed model whose id is `wanted` (for decoding without --model)."""
+    for info in available_models():
+        weights = (info.path / WEIGHTS).read_bytes()
+        if model_id(info.config, weights) == wanted:
+            return load(info.path)
+    raise ModelNotFoundError(
+        f"no installed model has id {wanted.hex()[:8]}; pass --model with the model that encoded it"
+    )

@@ -1,0 +1,167 @@
+"""One vector-quantisation codebook that learns by exponential moving averages.
+
+VQ-VAE (van den Oord et al. 2017, appendix) updates codewords as EMA cluster means
+instead of by gradient; SoundStream and EnCodec add k-means initialisation on the first
+batch and restart codes that fall out of use from vectors of the current batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass
+class VQOutput:
+    """Result of quantising `[B, D, T]` latents with one codebook."""
+
+    quantized: torch.Tensor  # [B, D, T], straight-through: gradients flow to the input
+    codes: torch.Tensor  # [B, T] int64
+    commitment_loss: torch.Tensor  # scalar, beta * ||x - sg(q)||^2 (0 in eval mode)
+
+
+def kmeans(samples: torch.Tensor, k: int, iters: int, generator: torch.Generator | None = None):
+    """Plain Lloyd k-means. Returns `(centroids [k, D], counts [k])`.
+
+    With fewer samples than `k`, centroids are drawn with replacement, as EnCodec does.
+    """
+    n = samples.shape[0]
+    if n >= k:
+        idx = torch.randperm(n, generator=generator, device=samples.device)[:k]
+    else:
+        idx = torch.randint(0, n, (k,), generator=generator, device=samples.device)
+    centroids = samples[idx].clone()
+    counts = torch.zeros(k, device=samples.device)
+    for _ in range(iters):
+        assign = torch.cdist(samples, centroids).argmin(dim=1)
+        counts = torch.bincount(assign, minlength=k).to(samples.dtype)
+        sums = torch.zeros_like(centroids).index_add_(0, assign, samples)
+        filled = counts > 0
+        centroids[filled] = sums[filled] / counts[filled, None]
+    return centroids, counts
+
+
+class EMAVectorQuantizer(nn.Module):
+    """A codebook of `codebook_size` vectors of size `dim`, learnt by EMA.
+
+    Args:
+        dim: size of each latent vector.
+        codebook_size: number of codewords (1024 gives 10 bits per code).
+        decay: EMA decay of cluster sizes and sums (0.99 as in SoundStream/EnCodec).
+        epsilon: Laplace smoothing of cluster sizes, so no codeword divides by zero.
+        kmeans_iters: k-means iterations on the first training batch (0: random init).
+        threshold_ema_dead_code: a code whose EMA cluster size falls below this is
+            restarted from a random vector of the current batch (0 disables).
+        commitment_weight: beta of the commitment loss (0.25, VQ-VAE).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        codebook_size: int = 1024,
+        *,
+        decay: float = 0.99,
+        epsilon: float = 1e-5,
+        kmeans_iters: int = 10,
+        threshold_ema_dead_code: float = 2.0,
+        commitment_weight: float = 0.25,
+    ) -> None:
+        super().__init__()
+        self.dim = dim
+        self.codebook_size = codebook_size
+        self.decay = decay
+        self.epsilon = epsilon
+        self.kmeans_iters = kmeans_iters
+        self.threshold_ema_dead_code = threshold_ema_dead_code
+        self.commitment_weight = commitment_weight
+        init = (
+            torch.randn(codebook_size, dim)
+            if kmeans_iters == 0
+            else torch.zeros(codebook_size, dim)
+        )
+        self.register_buffer("initialized", torch.tensor(kmeans_iters == 0))
+        self.register_buffer("codebook", init)
+        self.register_buffer("cluster_size", torch.ones(codebook_size))
+        self.register_buffer("embed_sum", init.clone())
+        self.last_restarted = 0  # codes restarted at the last training step, for logging
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> VQOutput:
+        """Quantise `x [B, D, T]`. In training mode, update the codebook from the items
+        where `mask [B]` is true (all items when `mask` is None)."""
+        b, d, t = x.shape
+        flat = x.permute(0, 2, 1).reshape(-1, d)
+        if self.training:
+            used = flat if mask is None else flat[mask.repeat_interleave(t)]
+            self._learn(used.detach().float())
+        codes = self.nearest(flat).view(b, t)
+        quantized = self.lookup(codes)
+        if self.training:
+            err = (x - quantized.detach()).pow(2).mean(dim=(1, 2))
+            if mask is not None:
+                err = err * mask / mask.float().mean().clamp_min(1e-8)
+            commitment = self.commitment_weight * err.mean()
+        else:
+            commitment = x.new_zeros(())
+        quantized = x + (quantized - x).detach()
+        return VQOutput(quantized=quantized, codes=codes, commitment_loss=commitment)
+
+    def nearest(self, flat: torch.Tensor) -> torch.Tensor:
+        """Index of the closest codeword for each row of `flat [N, D]` -> `[N]`."""
+        dist = (
+            flat.pow(2).sum(1, keepdim=True)
+            - 2 * flat @ self.codebook.t()
+            + self.codebook.pow(2).sum(1)[None, :]
+        )
+        return dist.argmin(dim=1)
+
+    def lookup(self, codes: torch.Tensor) -> torch.Tensor:
+        """Codewords for `codes [B, T]` -> `[B, D, T]`."""
+        return nn.functional.embedding(codes, self.codebook).permute(0, 2, 1)
+
+    @torch.no_grad()
+    def _learn(self, flat: torch.Tensor) -> None:
+        if flat.shape[0] == 0:
+            return
+        if not bool(self.initialized):
+            centroids, counts = kmeans(flat, self.codebook_size, self.kmeans_iters)
+            self.codebook.copy_(centroids)
+            self.cluster_size.copy_(counts)
+            self.embed_sum.copy_(centroids * counts[:, None])
+            self.initialized.fill_(True)
+        self.ema_update(flat, self.nearest(flat))
+        self.last_restarted = self.restart_dead_codes(flat)
+
+    @torch.no_grad()
+    def ema_update(self, flat: torch.Tensor, codes: torch.Tensor) -> None:
+        """One EMA step of cluster sizes and sums, then Laplace-smoothed means."""
+        onehot_counts = torch.bincount(codes, minlength=self.codebook_size).to(flat.dtype)
+        batch_sum = torch.zeros_like(self.embed_sum).index_add_(0, codes, flat)
+        self.cluster_size.mul_(self.decay).add_(onehot_counts, alpha=1 - self.decay)
+        self.embed_sum.mul_(self.decay).add_(batch_sum, alpha=1 - self.decay)
+        n = self.cluster_size.sum()
+        smoothed = (self.cluster_size + self.epsilon) / (n + self.codebook_size * self.epsilon) * n
+        self.codebook.copy_(self.embed_sum / smoothed[:, None])
+
+    @torch.no_grad()
+    def restart_dead_codes(self, flat: torch.Tensor) -> int:
+        """Replace codes used less than the threshold by random batch vectors.
+
+        A restarted code's statistics are reset to those of an average code (its EMA
+        count becomes the mean count), so the next EMA step keeps it where it was put
+        instead of pulling it back to its stale mean, and it has as long as an average
+        code to win assignments before it can be restarted again. Returns the count.
+        """
+        if self.threshold_ema_dead_code <= 0:
+            return 0
+        dead = self.cluster_size < self.threshold_ema_dead_code
+        n_dead = int(dead.sum())
+        if n_dead == 0:
+            return 0
+        picks = flat[torch.randint(0, flat.shape[0], (n_dead,), device=flat.device)]
+        count = self.cluster_size.mean().clamp_min(self.threshold_ema_dead_code)
+        self.codebook[dead] = picks
+        self.cluster_size[dead] = count
+        self.embed_sum[dead] = picks * count
+        return n_dead

@@ -1,0 +1,27 @@
+"""Training checkpoints: written atomically, read back with `weights_only=True`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from codec.atomic import atomic_path
+from codec.errors import CodecError
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
+    """Write `state` (tensors, dicts, numbers) so a crash never leaves a partial file."""
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint without running any pickled code (`weights_only=True`)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CodecError(f"{path}: no such checkpoint") from None
+    except Exception as e:  # torch raises many types for corrupt files
+        raise CodecError(f"{path}: cannot read checkpoint ({type(e).__name__})") from None
