@@ -183,7 +183,9 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
         if not sep or "." not in key:
             raise ConfigError(f"override '{item}' is not of the form section.key=value")
         section, name = key.split(".", 1)
-        data.setdefault(section, {})[name] = yaml.safe_load(value)
+        if data.get(section) is None:  # `train:` with nothing under it
+            data[section] = {}
+        data[section][name] = yaml.safe_load(value)
     recipe = from_dict(Recipe, data, where=str(path))
     if recipe.data.root and not Path(recipe.data.root).is_absolute():
         root = (Path(path).parent / recipe.data.root).resolve()

@@ -52,8 +52,9 @@ class EMAVectorQuantizer(nn.Module):
         decay: EMA decay of cluster sizes and sums (0.99 as in SoundStream/EnCodec).
         epsilon: Laplace smoothing of cluster sizes, so no codeword divides by zero.
         kmeans_iters: k-means iterations on the first training batch (0: random init).
-        threshold_ema_dead_code: a code whose EMA cluster size falls below this is
-            restarted from a random vector of the current batch (0 disables).
+        threshold_ema_dead_code: a code whose EMA cluster size (assignments per step)
+            falls below this is restarted from a random vector of the current batch
+            (0 disables). See `CodecConfig` for why the default is small.
         commitment_weight: beta of the commitment loss (0.25, VQ-VAE).
     """
 
@@ -65,7 +66,7 @@ class EMAVectorQuantizer(nn.Module):
         decay: float = 0.99,
         epsilon: float = 1e-5,
         kmeans_iters: int = 10,
-        threshold_ema_dead_code: float = 2.0,
+        threshold_ema_dead_code: float = 0.01,
         commitment_weight: float = 0.25,
     ) -> None:
         super().__init__()
@@ -92,12 +93,15 @@ class EMAVectorQuantizer(nn.Module):
         where `mask [B]` is true (all items when `mask` is None)."""
         b, d, t = x.shape
         flat = x.permute(0, 2, 1).reshape(-1, d)
-        if self.training:
-            used = flat if mask is None else flat[mask.repeat_interleave(t)]
-            self._learn(used.detach().float())
+        keep = None if mask is None else mask.repeat_interleave(t)
+        if self.training and not bool(self.initialized):
+            self._kmeans_init((flat if keep is None else flat[keep]).detach().float())
         codes = self.nearest(flat).view(b, t)
-        quantized = self.lookup(codes)
+        quantized = self.lookup(codes)  # quantise with the codebook as it was, then learn
         if self.training:
+            used = flat if keep is None else flat[keep]
+            used_codes = codes.reshape(-1) if keep is None else codes.reshape(-1)[keep]
+            self._learn(used.detach().float(), used_codes)
             err = (x - quantized.detach()).pow(2).mean(dim=(1, 2))
             if mask is not None:
                 err = err * mask / mask.float().mean().clamp_min(1e-8)
@@ -121,16 +125,20 @@ class EMAVectorQuantizer(nn.Module):
         return nn.functional.embedding(codes, self.codebook).permute(0, 2, 1)
 
     @torch.no_grad()
-    def _learn(self, flat: torch.Tensor) -> None:
+    def _kmeans_init(self, flat: torch.Tensor) -> None:
         if flat.shape[0] == 0:
             return
-        if not bool(self.initialized):
-            centroids, counts = kmeans(flat, self.codebook_size, self.kmeans_iters)
-            self.codebook.copy_(centroids)
-            self.cluster_size.copy_(counts)
-            self.embed_sum.copy_(centroids * counts[:, None])
-            self.initialized.fill_(True)
-        self.ema_update(flat, self.nearest(flat))
+        centroids, counts = kmeans(flat, self.codebook_size, self.kmeans_iters)
+        self.codebook.copy_(centroids)
+        self.cluster_size.copy_(counts)
+        self.embed_sum.copy_(centroids * counts[:, None])
+        self.initialized.fill_(True)
+
+    @torch.no_grad()
+    def _learn(self, flat: torch.Tensor, codes: torch.Tensor) -> None:
+        if flat.shape[0] == 0:
+            return
+        self.ema_update(flat, codes)
         self.last_restarted = self.restart_dead_codes(flat)
 
     @torch.no_grad()

@@ -1,0 +1,75 @@
+"""SEANet blocks: lengths are kept exactly, causal layers never look ahead, centred ones do."""
+
+import pytest
+import torch
+
+from codec.nn.conv import Conv1d, ConvTranspose1d
+from codec.nn.seanet import SEANetDecoder, SEANetEncoder
+
+SMALL = dict(channels=4, latent_dim=8, ratios=(2, 4), dilations=(1, 3))
+HOP = 8
+
+
+def noise(*shape: int, seed: int = 0) -> torch.Tensor:
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+def support(layer: torch.nn.Module, length: int, position: int) -> list[int]:
+    """Output steps that an impulse at input `position` changes."""
+    with torch.no_grad():
+        impulse = torch.zeros(1, 1, length)
+        impulse[..., position] = 1.0
+        delta = layer(impulse) - layer(torch.zeros(1, 1, length))
+    return delta[0].abs().sum(0).nonzero().flatten().tolist()
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_encoder_and_decoder_keep_whole_frames(causal):
+    encoder, decoder = SEANetEncoder(**SMALL, causal=causal), SEANetDecoder(**SMALL, causal=causal)
+    audio = noise(2, 1, 5 * HOP)
+    latents = encoder(audio)
+    assert latents.shape == (2, 8, 5)
+    assert decoder(latents).shape == audio.shape
+
+
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize(("kernel_size", "stride", "dilation"), [(7, 1, 1), (3, 1, 3), (8, 4, 1)])
+def test_conv_maps_length_to_length_over_stride(causal, kernel_size, stride, dilation):
+    conv = Conv1d(2, 3, kernel_size, stride=stride, dilation=dilation, causal=causal)
+    assert conv(noise(1, 2, 24)).shape == (1, 3, 24 // stride)
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_transposed_conv_maps_length_to_length_times_stride(causal):
+    conv = ConvTranspose1d(2, 3, 8, stride=4, causal=causal)
+    assert conv(noise(1, 2, 6)).shape == (1, 3, 24)
+
+
+def test_causal_conv_sees_only_the_past():
+    assert support(Conv1d(1, 1, 3, causal=True), 12, position=5) == [5, 6, 7]
+
+
+def test_non_causal_conv_is_centred():
+    assert support(Conv1d(1, 1, 3, causal=False), 12, position=5) == [4, 5, 6]
+
+
+def test_causal_transposed_conv_never_reaches_earlier_steps():
+    conv = ConvTranspose1d(1, 1, 8, stride=4, causal=True)
+    # input step 2 covers outputs 8..11 and spills into the next step, never the previous
+    assert support(conv, 6, position=2) == list(range(8, 16))
+
+
+def test_causal_encoder_output_ignores_later_audio():
+    encoder = SEANetEncoder(**SMALL, causal=True)
+    audio = noise(1, 1, 6 * HOP)
+    changed = audio.clone()
+    changed[..., 3 * HOP :] = noise(3 * HOP, seed=1)
+    assert torch.equal(encoder(audio)[..., :3], encoder(changed)[..., :3])
+
+
+def test_non_causal_encoder_looks_ahead():
+    encoder = SEANetEncoder(**SMALL, causal=False)
+    audio = noise(1, 1, 6 * HOP)
+    changed = audio.clone()
+    changed[..., 3 * HOP :] = noise(3 * HOP, seed=1)
+    assert not torch.equal(encoder(audio)[..., 2], encoder(changed)[..., 2])
