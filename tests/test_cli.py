@@ -112,3 +112,29 @@ def test_every_command_has_examples_in_its_help():
     for command in ("encode", "decode", "info", "models"):
         r = codec(command, "--help")
         assert r.exit_code == 0 and "Example" in r.output, command
+
+
+def test_nan_and_zero_length_audio_are_refused(tmp_path, tiny_model_dir):
+    import soundfile as sf
+
+    sf.write(tmp_path / "nan.wav", np.full(1600, np.nan, np.float32), 16000, subtype="FLOAT")
+    sf.write(tmp_path / "zero.wav", np.zeros(0, np.float32), 16000)
+    for name, message in (("nan.wav", "NaN"), ("zero.wav", "empty")):
+        r = codec("encode", tmp_path / name, tmp_path / "x.codes", "-m", tiny_model_dir)
+        assert r.exit_code == 1 and message in r.output, r.output
+        assert len(r.output.strip().splitlines()) == 1
+    assert not (tmp_path / "x.codes").exists()
+
+
+def test_a_file_from_another_model_is_refused_and_nothing_is_written(
+    tmp_path, speech_wav, tiny_model_dir
+):
+    from codec import pretrained
+    from tests.conftest import make_tiny_model
+
+    pretrained.save(make_tiny_model(seed=5), tmp_path / "other")
+    assert codec("encode", speech_wav, tmp_path / "s.codes", "-m", tmp_path / "other").exit_code == 0
+    (tmp_path / "out.wav").write_bytes(b"precious")
+    r = codec("decode", tmp_path / "s.codes", tmp_path / "out.wav", "-m", tiny_model_dir)
+    assert r.exit_code == 1 and "encoded by model" in r.output
+    assert (tmp_path / "out.wav").read_bytes() == b"precious"

@@ -42,6 +42,7 @@ def main() -> None:
     parser.add_argument("--bitrates", default="1.5,3,6")
     parser.add_argument("--opus", default="6,8,12")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--limit", type=int, help="score only the first N files (smoke test)")
     args = parser.parse_args()
 
     model = pretrained.load(args.model)
@@ -50,7 +51,7 @@ def main() -> None:
     systems += [("opus", float(b)) for b in args.opus.split(",") if b]
     scores: dict[str, dict[str, list[float]]] = {}
     skipped, seconds, codec_time = [], 0.0, 0.0
-    files = list_files(args.data_root, args.split)
+    files = list_files(args.data_root, args.split)[: args.limit]
     with tempfile.TemporaryDirectory() as tmp:
         for i, path in enumerate(files):
             try:
