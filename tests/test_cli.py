@@ -133,7 +133,9 @@ def test_a_file_from_another_model_is_refused_and_nothing_is_written(
     from tests.conftest import make_tiny_model
 
     pretrained.save(make_tiny_model(seed=5), tmp_path / "other")
-    assert codec("encode", speech_wav, tmp_path / "s.codes", "-m", tmp_path / "other").exit_code == 0
+    assert (
+        codec("encode", speech_wav, tmp_path / "s.codes", "-m", tmp_path / "other").exit_code == 0
+    )
     (tmp_path / "out.wav").write_bytes(b"precious")
     r = codec("decode", tmp_path / "s.codes", tmp_path / "out.wav", "-m", tiny_model_dir)
     assert r.exit_code == 1 and "encoded by model" in r.output
