@@ -34,15 +34,9 @@ def run(audio: Path, model_name: str, out_dir: Path, console: Console) -> None:
         f"clip {audio.name}: {seconds:.2f} s, outputs in {out_dir}/"
     )
     table = Table(
-        "target",
-        "file size",
-        "kbps (payload)",
-        "kbps (file)",
-        "PESQ-WB",
-        "STOI",
-        "encode (x real time)",
-        "decode (x real time)",
-    )
+        "bitrate", "bytes", "payload kbps", "file kbps", "PESQ-WB", "STOI", "enc xRT", "dec xRT",
+        caption="xRT: times faster than real time; file kbps includes the 64-byte header",
+    )  # fmt: skip
     encode_file(model, audio, out_dir / "warmup.codes", 6.0)  # first call pays one-off costs
     for kbps in (1.5, 3.0, 6.0):
         codes, wav = (
@@ -68,6 +62,9 @@ def run(audio: Path, model_name: str, out_dir: Path, console: Console) -> None:
         )
     (out_dir / "warmup.codes").unlink()
     console.print(table)
+    console.print(
+        f"Model card (quality next to Opus): {pretrained.resolve(model_name) / 'README.md'}"
+    )
     console.print("Listen: " + ", ".join(str(p) for p in sorted(out_dir.glob("*.wav"))))
 
 

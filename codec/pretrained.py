@@ -123,12 +123,7 @@ def save(model: CodecModel, directory: str | os.PathLike[str], card: str | None 
     so a shipped model can be fine-tuned.
     """
     directory = Path(directory)
-    state = {
-        k: v.detach().cpu().contiguous()
-        for k, v in model.state_dict().items()
-        if not k.endswith(_DERIVED)
-    }
-    weights = save_safetensors(state)
+    weights = _weights_bytes(model)
     write_bytes_atomic(directory / WEIGHTS, weights)
     write_bytes_atomic(
         directory / CONFIG, (json.dumps(to_dict(model.config), indent=2) + "\n").encode()
@@ -143,12 +138,15 @@ def id_of(model: CodecModel) -> bytes:
     existing = getattr(model, "model_id", None)
     if existing is not None:
         return existing
-    state = {
-        k: v.detach().cpu().contiguous()
-        for k, v in model.state_dict().items()
-        if not k.endswith(_DERIVED)
-    }
-    return model_id(model.config, save_safetensors(state))
+    return model_id(model.config, _weights_bytes(model))
+
+
+def _weights_bytes(model: CodecModel) -> bytes:
+    """The safetensors file of a model's shipped state (derived statistics left out)."""
+    state = model.state_dict()
+    return save_safetensors(
+        {k: v.detach().cpu().contiguous() for k, v in state.items() if not k.endswith(_DERIVED)}
+    )
 
 
 def find_by_id(wanted: bytes) -> CodecModel:

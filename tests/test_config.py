@@ -30,6 +30,7 @@ def recipe_file(tmp_path: Path) -> Path:
 
 # Dicts ------------------------------------------------------------------------------
 
+
 def test_codec_config_round_trips_through_a_json_ready_dict():
     config = CodecConfig(channels=8, ratios=(2, 4), n_codebooks=3, causal=False)
     data = to_dict(config)
@@ -115,6 +116,7 @@ def test_load_json_of_a_missing_file_is_a_config_error(tmp_path):
 
 
 # Recipes ----------------------------------------------------------------------------
+
 
 def test_load_recipe_reads_yaml_and_keeps_defaults_for_the_rest(recipe_file):
     recipe = load_recipe(recipe_file)

@@ -7,6 +7,7 @@ it (or less than about a quarter second), so one bad clip does not stop an evalu
 run; reports should count NaNs rather than silently averaging them away.
 """
 
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -94,10 +95,17 @@ def pesq_nb(reference: np.ndarray, degraded: np.ndarray, sample_rate: int) -> fl
 def stoi(reference: np.ndarray, degraded: np.ndarray, sample_rate: int) -> float:
     """Short-time objective intelligibility (Taal et al., 2011), about 0 to 1.
 
-    pystoi resamples `[T]` inputs to 10 kHz itself.
+    pystoi resamples `[T]` inputs to 10 kHz itself. A clip with too little non-silent
+    audio for one 384 ms analysis segment gets NaN: pystoi would return 1e-5 with a
+    warning, a number that would drag any average down.
     """
     ref, deg = _check_pair(reference, degraded)
-    return float(pystoi.stoi(ref, deg, sample_rate, extended=False))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        value = float(pystoi.stoi(ref, deg, sample_rate, extended=False))
+    if any("Not enough STFT frames" in str(w.message) for w in caught):
+        return float("nan")
+    return value
 
 
 def mel_distance(reference: np.ndarray, degraded: np.ndarray, sample_rate: int) -> float:

@@ -119,3 +119,8 @@ def test_score_aligns_before_scoring(speech):
     assert scores.pesq_wb > 4.0
     assert scores.stoi == pytest.approx(1.0, abs=1e-6)
     assert scores.mel_distance == 0.0
+
+
+def test_stoi_is_nan_for_a_clip_too_short_to_score():
+    clip = voiced(SR, seconds=0.2)
+    assert np.isnan(metrics.stoi(clip, clip, SR))

@@ -38,6 +38,7 @@ def default_model() -> CodecModel:
 
 # Shapes -------------------------------------------------------------------------------
 
+
 def test_encode_one_waveform_gives_codebooks_by_frames(model):
     length = 3 * HOP + 5
     codes = model.encode(noise(length))
@@ -82,6 +83,7 @@ def test_forward_reconstructs_audio_of_the_input_length(model):
 
 # Bitrates -----------------------------------------------------------------------------
 
+
 def test_default_bitrates_are_half_kbps_steps_up_to_6(default_model):
     assert default_model.bitrates() == [0.5 * n for n in range(1, 13)]
 
@@ -98,6 +100,7 @@ def test_unavailable_bitrate_names_the_choices(default_model, bitrate):
 
 
 # Causality and receptive field ---------------------------------------------------------
+
 
 def test_later_samples_do_not_change_earlier_codes(model):
     wav = noise(8 * HOP)

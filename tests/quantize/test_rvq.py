@@ -75,10 +75,12 @@ def test_quantizer_dropout_sums_only_each_items_first_codebooks():
     assert 1 <= n.min() and n.max() <= N_CODEBOOKS
     assert len(n.unique()) > 1
     # each layer learnt once, before quantising, so its final codebook is the one used
-    expected = torch.stack([
-        sum(rvq.layers[i].lookup(out.codes[b : b + 1, i])[0] for i in range(n[b]))
-        for b in range(len(x))
-    ])
+    expected = torch.stack(
+        [
+            sum(rvq.layers[i].lookup(out.codes[b : b + 1, i])[0] for i in range(n[b]))
+            for b in range(len(x))
+        ]
+    )
     assert torch.allclose(out.quantized, expected, atol=1e-5)
 
 

@@ -44,6 +44,7 @@ def randn(*shape: int, seed: int = 0) -> torch.Tensor:
 
 # EMA update ---------------------------------------------------------------------------
 
+
 def test_ema_step_matches_hand_computation():
     vq = quantizer_with(
         [[0, 0], [10, 10]], [2, 2], decay=0.5, epsilon=0.0, threshold_ema_dead_code=0
@@ -91,6 +92,7 @@ def test_training_updates_only_from_items_in_the_mask():
 
 # k-means initialisation ---------------------------------------------------------------
 
+
 def test_kmeans_finds_separated_clusters_and_counts_members():
     samples = blobs(CENTRES[:2], per_blob=10, seed=0)[0].T
     generator = torch.Generator().manual_seed(0)
@@ -126,6 +128,7 @@ def test_first_training_batch_initialises_the_codebook_by_kmeans_once():
 
 # Dead-code restart --------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("threshold", "restart_count"),
     [(1.5, 2.25), (2.5, 2.5)],  # mean cluster size (3 + 3 + 3 + 0) / 4, floored at threshold
@@ -159,6 +162,7 @@ def test_threshold_zero_disables_dead_code_restart():
 
 
 # Straight-through estimator, commitment loss, eval mode -------------------------------
+
 
 def test_gradient_passes_straight_through_the_quantiser():
     vq = EMAVectorQuantizer(4, 8, kmeans_iters=0).train()
@@ -218,6 +222,7 @@ def test_shipped_recipe_does_not_restart_most_codes_every_step():
 
 
 # Known problems -----------------------------------------------------------------------
+
 
 def test_training_step_quantises_with_the_codebook_before_its_update():
     vq = quantizer_with([[0, 0], [10, 10]], [4, 0], decay=0.5, threshold_ema_dead_code=1.0)

@@ -33,6 +33,7 @@ def mel_loss() -> MultiScaleMelLoss:
 
 # Multi-scale mel loss ----------------------------------------------------------------
 
+
 def test_mel_loss_is_zero_for_identical_audio(mel_loss):
     assert mel_loss(tone(), tone()) == 0
 
@@ -71,6 +72,7 @@ def test_mel_loss_of_silence_is_floored_not_infinite(mel_loss):
 
 # Waveform L1 ------------------------------------------------------------------------
 
+
 def test_waveform_l1_is_the_mean_absolute_difference():
     estimate = torch.tensor([[1.0, -2.0, 0.5, 0.0]])
     target = torch.tensor([[0.0, 1.0, 0.5, -2.0]])
@@ -78,6 +80,7 @@ def test_waveform_l1_is_the_mean_absolute_difference():
 
 
 # Learning-rate schedule -------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     ("step", "multiplier"),
@@ -100,6 +103,7 @@ def test_cosine_without_warmup_starts_at_the_full_rate():
 
 
 # Checkpoints ------------------------------------------------------------------------
+
 
 def test_checkpoint_round_trip(tmp_path):
     state = {"model": {"w": torch.arange(6.0).view(2, 3)}, "step": 42, "rng": torch.tensor([1, 2])}
