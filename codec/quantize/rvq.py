@@ -74,7 +74,10 @@ class ResidualVectorQuantizer(nn.Module):
             mask = per_item > i
             out = layer(residual, mask=mask if self.training else None)
             quantized = quantized + out.quantized * mask[:, None, None]
-            residual = residual - out.quantized.detach()
+            # Deeper codebooks see a constant residual, so the encoder gets exactly one
+            # straight-through gradient (identity) and only the first commitment term,
+            # as in EnCodec and DAC, whatever the number of codebooks used.
+            residual = (residual - out.quantized).detach()
             commitment = commitment + out.commitment_loss
             codes.append(out.codes)
         return RVQOutput(quantized, torch.stack(codes, dim=1), commitment, per_item)

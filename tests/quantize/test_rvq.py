@@ -121,3 +121,12 @@ def test_usage_reports_perplexity_and_restarts_per_codebook():
 
     rvq.layers[1].cluster_size.copy_(torch.nn.functional.one_hot(torch.tensor(3), CODEBOOK_SIZE))
     assert rvq.usage()["perplexity"] == pytest.approx([CODEBOOK_SIZE, 1.0])
+
+
+def test_the_encoder_gets_one_straight_through_gradient_whatever_the_codebook_count():
+    rvq = ResidualVectorQuantizer(DIM, N_CODEBOOKS, CODEBOOK_SIZE, quantizer_dropout=0.0).train()
+    rvq(latents(batch=2, frames=8))  # k-means init
+    for n in (1, N_CODEBOOKS):
+        x = latents(batch=2, frames=8).requires_grad_()
+        rvq(x, n_codebooks=n).quantized.sum().backward()
+        assert torch.equal(x.grad, torch.ones_like(x)), n
