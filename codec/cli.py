@@ -18,6 +18,7 @@ from codec import bitstream, pretrained
 from codec.audio import audio_info, find_audio_files
 from codec.errors import CodecError
 from codec.inference import decode_file, encode_file, output_path
+from codec.models.codec import CodecModel
 
 app = typer.Typer(
     add_completion=False,
@@ -154,15 +155,18 @@ def decode(
         codec decode codes/ decoded/       # codes/a/b.codes -> decoded/a/b.wav
     """
     with _user_errors():
-        cache: dict[bytes, object] = {}
+        loaded: dict[bytes, CodecModel] = {}  # by model id: each model loads once
 
-        def model_for(path: Path):
+        def model_for(path: Path) -> CodecModel:
+            if model is not None and not loaded:
+                m = pretrained.load(model)
+                loaded[m.model_id] = m
             if model is not None:
-                return cache.setdefault(b"", pretrained.load(model))
+                return next(iter(loaded.values()))
             wanted = bitstream.read_header(path).model_id
-            if wanted not in cache:
-                cache[wanted] = pretrained.find_by_id(wanted)
-            return cache[wanted]
+            if wanted not in loaded:
+                loaded[wanted] = pretrained.find_by_id(wanted)
+            return loaded[wanted]
 
         if src.is_dir():
             files = sorted(p for p in src.rglob("*.codes") if p.is_file())

@@ -140,3 +140,18 @@ def test_a_file_from_another_model_is_refused_and_nothing_is_written(
     r = codec("decode", tmp_path / "s.codes", tmp_path / "out.wav", "-m", tiny_model_dir)
     assert r.exit_code == 1 and "encoded by model" in r.output
     assert (tmp_path / "out.wav").read_bytes() == b"precious"
+
+
+def test_a_folder_loads_the_model_once(tmp_path, tiny_model_dir, monkeypatch):
+    from codec import pretrained
+
+    src = tmp_path / "corpus"
+    for name in ("a.wav", "b.wav", "c.wav"):
+        save_audio(src / name, tone(0.3), 16000)
+    assert codec("encode", src, tmp_path / "codes", "-m", tiny_model_dir).exit_code == 0
+    loads = []
+    real_load = pretrained.load
+    monkeypatch.setattr(pretrained, "load", lambda *a: loads.append(a) or real_load(*a))
+    r = codec("decode", tmp_path / "codes", tmp_path / "wav", "-m", tiny_model_dir)
+    assert r.exit_code == 0, r.output
+    assert len(loads) == 1
