@@ -195,10 +195,7 @@ def info(src: Annotated[Path, typer.Argument(help="A `.codes` file.")]) -> None:
     """
     with _user_errors():
         h = bitstream.read_header(src)
-        names = {
-            pretrained.model_id(i.config, (i.path / pretrained.WEIGHTS).read_bytes()): i.name
-            for i in pretrained.available_models()
-        }
+        names = {id_: m.name for id_, m in pretrained.installed_ids().items()}
         rows = [
             ("model id", f"{h.model_id.hex()} ({names.get(h.model_id, 'not installed')})"),
             ("sample rate", f"{h.sample_rate} Hz"),

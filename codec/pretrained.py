@@ -149,12 +149,17 @@ def _weights_bytes(model: CodecModel) -> bytes:
     )
 
 
+def installed_ids() -> dict[bytes, ModelInfo]:
+    """Every installed model by its id (reads each model's weights once to hash them)."""
+    return {model_id(m.config, (m.path / WEIGHTS).read_bytes()): m for m in available_models()}
+
+
 def find_by_id(wanted: bytes) -> CodecModel:
     """Load the installed model whose id is `wanted` (for decoding without --model)."""
-    for info in available_models():
-        weights = (info.path / WEIGHTS).read_bytes()
-        if model_id(info.config, weights) == wanted:
-            return load(info.path)
-    raise ModelNotFoundError(
-        f"no installed model has id {wanted.hex()[:8]}; pass --model with the model that encoded it"
-    )
+    info = installed_ids().get(wanted)
+    if info is None:
+        raise ModelNotFoundError(
+            f"no installed model has id {wanted.hex()[:8]}; "
+            "pass --model with the model that encoded it"
+        )
+    return load(info.path)
