@@ -155,25 +155,25 @@ def decode(
         codec decode codes/ decoded/       # codes/a/b.codes -> decoded/a/b.wav
     """
     with _user_errors():
-        loaded: dict[bytes, CodecModel] = {}  # by model id: each model loads once
+        fixed = pretrained.load(model) if model is not None else None
+        found: dict[bytes, CodecModel] = {}  # by model id: each model loads once
 
-        def model_for(path: Path) -> CodecModel:
-            if model is not None and not loaded:
-                m = pretrained.load(model)
-                loaded[m.model_id] = m
-            if model is not None:
-                return next(iter(loaded.values()))
-            wanted = bitstream.read_header(path).model_id
-            if wanted not in loaded:
-                loaded[wanted] = pretrained.find_by_id(wanted)
-            return loaded[wanted]
+        def model_for(header: bitstream.CodesHeader) -> CodecModel:
+            if fixed is not None:
+                return fixed
+            if header.model_id not in found:
+                found[header.model_id] = pretrained.find_by_id(header.model_id)
+            return found[header.model_id]
 
         if src.is_dir():
             files = sorted(p for p in src.rglob("*.codes") if p.is_file())
-            _run_tree(src, dst, files, ".wav", lambda a, b: decode_file(model_for(a), a, b))
+            _run_tree(
+                src, dst, files, ".wav",
+                lambda a, b: decode_file(model_for(bitstream.read_header(a)), a, b),
+            )  # fmt: skip
             return
-        m = model_for(src)
         header = bitstream.read_header(src)
+        m = model_for(header)
         start = time.perf_counter()
         with _progress(header.duration, src.name) as progress:
             decode_file(m, src, dst, progress)

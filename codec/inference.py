@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from codec import bitstream
-from codec.audio import AudioWriter, audio_info, iter_audio_blocks
+from codec.audio import AudioWriter, iter_audio_blocks
 from codec.bitstream.format import CodesHeader
 from codec.errors import CodecError
 from codec.models.codec import CodecModel
@@ -94,7 +94,6 @@ def encode_file(
     progress: Progress | None = None,
 ) -> CodesHeader:
     """Compress audio file `src` into the `.codes` file `dst` (written atomically)."""
-    info = audio_info(src)
     sr = model.sample_rate
     chunks, done = [], 0.0
     length = 0
@@ -109,7 +108,7 @@ def encode_file(
         chunks.append(chunk.numpy().astype(np.uint16))
         done += chunk.shape[-1] * model.hop_length / sr
         if progress:
-            progress(min(done, info.duration))
+            progress(min(done, length / sr))  # the last chunk is padded past the end
     codes = np.concatenate(chunks, axis=1)
     header = CodesHeader(
         model_id=id_of(model),

@@ -93,15 +93,14 @@ class EMAVectorQuantizer(nn.Module):
         where `mask [B]` is true (all items when `mask` is None)."""
         b, d, t = x.shape
         flat = x.permute(0, 2, 1).reshape(-1, d)
-        keep = None if mask is None else mask.repeat_interleave(t)
+        keep = slice(None) if mask is None else mask.repeat_interleave(t)
+        used = flat[keep].detach().float()  # the vectors the codebook learns from
         if self.training and not bool(self.initialized):
-            self._kmeans_init((flat if keep is None else flat[keep]).detach().float())
+            self._kmeans_init(used)
         codes = self.nearest(flat).view(b, t)
         quantized = self.lookup(codes)  # quantise with the codebook as it was, then learn
         if self.training:
-            used = flat if keep is None else flat[keep]
-            used_codes = codes.reshape(-1) if keep is None else codes.reshape(-1)[keep]
-            self._learn(used.detach().float(), used_codes)
+            self._learn(used, codes.reshape(-1)[keep])
             err = (x - quantized.detach()).pow(2).mean(dim=(1, 2))
             if mask is not None:
                 err = err * mask / mask.float().mean().clamp_min(1e-8)
