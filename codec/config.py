@@ -134,60 +134,175 @@ def load_json(cls: type[T], path: str | Path) -> T:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Where training audio comes from: a folder, with an optional `manifest.tsv`."""
+    """Where training audio comes from and how it is cut into batches.
+
+    `root` is a folder of audio; its `manifest.tsv` (see `codec.train.manifest`) is
+    used when present, else the folder is scanned. `manifest` names another manifest.
+    Without a `valid_split` in the manifest, `valid_fraction` of the files are held
+    out by a stable hash of their path.
+    """
 
     root: str = ""
-    train_split: str | None = "train"
-    valid_split: str | None = "valid"
+    manifest: str = ""
+    train_split: str = "train"
+    valid_split: str = "valid"
+    valid_fraction: float = 0.05
     segment_seconds: float = 1.0
+    chunk_seconds: float = 30.0
+    silence_db: float = -50.0
+    gain_db: tuple[float, ...] = (-12.0, 3.0)
+    batch_size: int = 16
+    num_workers: int = 0
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """Optimisation and loss weights of the simple reconstruction recipe."""
+class LossConfig:
+    """Loss weights and the adversarial set-up.
 
-    steps: int = 20000
-    batch_size: int = 16
+    With `balancer` on, the weights of the losses on the decoded audio (mel, stft,
+    waveform, adversarial, feature) are fractions of the gradient they contribute
+    (EnCodec's balancer); otherwise they multiply the losses. `commitment` always
+    multiplies the commitment loss. `adversarial` or `feature` > 0 trains a
+    `discriminator` ("msstft", "mpd" or "msstft+mpd"), from step `adversarial_start`.
+    """
+
+    mel: float = 1.0
+    stft: float = 0.0
+    waveform: float = 0.1
+    commitment: float = 1.0
+    adversarial: float = 0.0
+    feature: float = 0.0
+    adversarial_kind: str = "hinge"
+    discriminator: str = "msstft"
+    discriminator_filters: int = 32
+    adversarial_start: int = 0
+    balancer: bool = False
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """AdamW for the codec (and the discriminator), clipping, accumulation, precision.
+
+    `accumulate` micro-batches of `data.batch_size` make one optimiser step.
+    `precision` "auto" is bf16 autocast on CUDA and float32 on CPU.
+    """
+
     learning_rate: float = 6e-4
+    discriminator_learning_rate: float = 3e-4
     betas: tuple[float, ...] = (0.8, 0.99)
     weight_decay: float = 0.0
-    warmup_steps: int = 500
     grad_clip: float = 10.0
-    mel_weight: float = 1.0
-    waveform_weight: float = 0.1
-    checkpoint_every: int = 500
+    accumulate: int = 1
+    precision: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ConfigError(f"optim.precision must be auto, fp32 or bf16, got {self.precision!r}")
+        if self.accumulate < 1:
+            raise ConfigError(f"optim.accumulate must be >= 1, got {self.accumulate}")
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """Length of the run and the learning-rate schedule: linear warm-up, then cosine
+    decay to `final_lr_ratio` of the peak at `steps` ("cosine"), or flat ("constant")."""
+
+    steps: int = 20000
+    warmup_steps: int = 500
+    decay: str = "cosine"
+    final_lr_ratio: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.decay not in ("cosine", "constant"):
+            raise ConfigError(f"schedule.decay must be cosine or constant, got {self.decay!r}")
+        if self.steps < 1:
+            raise ConfigError(f"schedule.steps must be >= 1, got {self.steps}")
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    """How often to log, checkpoint and validate, and what validation measures."""
+
     log_every: int = 50
-    seed: int = 0
-    num_threads: int = 0  # 0: torch's default
+    checkpoint_every: int = 500
+    valid_every: int = 1000
+    valid_clips: int = 8
+    valid_seconds: float = 4.0
+    pesq_clips: int = 4
+    audio_samples: int = 2
+    tensorboard: bool = True
 
 
 @dataclass(frozen=True)
 class Recipe:
-    """One training run: the model to build, the data, and how to optimise it."""
+    """One training run: the model, its data, losses, optimiser, schedule and logging.
+
+    `device` "auto" picks CUDA when available; `num_threads` 0 keeps torch's default.
+    """
 
     model: CodecConfig = CodecConfig()
     data: DataConfig = DataConfig()
-    train: TrainConfig = TrainConfig()
+    losses: LossConfig = LossConfig()
+    optim: OptimConfig = OptimConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    logging: LoggingConfig = LoggingConfig()
+    seed: int = 0
+    num_threads: int = 0
+    device: str = "auto"
+    compile: bool = False
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
-    """Read a YAML recipe; `overrides` are `section.key=value` strings (YAML values)."""
+    """Read a YAML recipe; `overrides` are `section.key=value` (or `key=value` for the
+    top-level keys) strings whose values are parsed as YAML."""
     import yaml
 
     try:
         data = yaml.safe_load(Path(path).read_text()) or {}
     except (OSError, yaml.YAMLError) as e:
         raise ConfigError(f"{path}: cannot read recipe ({e})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a recipe is a mapping of sections, got {type(data).__name__}")
+    _resolve_data_paths(data, Path(path).parent)
     for item in overrides or []:
-        key, sep, value = item.partition("=")
-        if not sep or "." not in key:
-            raise ConfigError(f"override '{item}' is not of the form section.key=value")
-        section, name = key.split(".", 1)
-        if data.get(section) is None:  # `train:` with nothing under it
-            data[section] = {}
-        data[section][name] = yaml.safe_load(value)
-    recipe = from_dict(Recipe, data, where=str(path))
-    if recipe.data.root and not Path(recipe.data.root).is_absolute():
-        root = (Path(path).parent / recipe.data.root).resolve()
-        recipe = dataclasses.replace(recipe, data=dataclasses.replace(recipe.data, root=str(root)))
-    return recipe
+        _apply_override(data, item)
+    return from_dict(Recipe, data, where=str(path))
+
+
+def _apply_override(data: dict[str, Any], item: str) -> None:
+    """Set `section.key=value` in the recipe dict; data paths are relative to the cwd."""
+    import yaml
+
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"override '{item}' is not of the form section.key=value")
+    try:
+        parsed = yaml.safe_load(value) if value else ""  # `data.root=` empties a string
+    except yaml.YAMLError:
+        raise ConfigError(f"override '{item}': cannot parse the value") from None
+    *sections, name = key.split(".")
+    node = data
+    for section in sections:
+        if node.get(section) is None:  # `train:` with nothing under it
+            node[section] = {}
+        node = node[section]
+        if not isinstance(node, dict):
+            raise ConfigError(f"override '{item}': '{section}' is not a section")
+    node[name] = parsed
+    if sections == ["data"] and name in _PATH_KEYS:
+        _resolve_data_paths(data, Path.cwd(), only=name)
+
+
+_PATH_KEYS = ("root", "manifest")
+
+
+def _resolve_data_paths(data: dict[str, Any], base: Path, only: str | None = None) -> None:
+    """Make `data.root` and `data.manifest` absolute: a recipe's own paths are relative
+    to its folder, paths given on the command line to the working directory."""
+    section = data.get("data")
+    if not isinstance(section, dict):
+        return
+    for name in (only,) if only else _PATH_KEYS:
+        value = section.get(name)
+        if isinstance(value, str) and value:
+            section[name] = str((base / Path(value).expanduser()).resolve())

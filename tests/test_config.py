@@ -14,8 +14,9 @@ model:
   ratios: [2, 4]
 data:
   root: corpus
-train:
+schedule:
   steps: 100
+optim:
   betas: [0.5, 0.9]
 """
 
@@ -40,16 +41,16 @@ def test_codec_config_round_trips_through_a_json_ready_dict():
 
 
 def test_recipe_round_trips_with_its_nested_sections():
-    recipe = from_dict(Recipe, {"model": {"channels": 8}, "train": {"steps": 5}})
-    assert recipe.model.channels == 8 and recipe.train.steps == 5
+    recipe = from_dict(Recipe, {"model": {"channels": 8}, "schedule": {"steps": 5}, "seed": 3})
+    assert recipe.model.channels == 8 and recipe.schedule.steps == 5 and recipe.seed == 3
     assert from_dict(Recipe, to_dict(recipe)) == recipe
 
 
 def test_lists_become_tuples_and_ints_become_floats_where_floats_are_expected():
-    recipe = from_dict(Recipe, {"model": {"ratios": [2, 4]}, "train": {"betas": [1, 0.9]}})
+    recipe = from_dict(Recipe, {"model": {"ratios": [2, 4]}, "optim": {"betas": [1, 0.9]}})
     assert recipe.model.ratios == (2, 4)
-    assert recipe.train.betas == (1.0, 0.9)
-    assert isinstance(recipe.train.betas[0], float)
+    assert recipe.optim.betas == (1.0, 0.9)
+    assert isinstance(recipe.optim.betas[0], float)
 
 
 def test_unknown_key_is_named_with_its_section():
@@ -71,7 +72,9 @@ def test_unknown_top_level_key_is_named():
         ({"model": {"causal": 1}}, "model.causal"),
         ({"model": {"ratios": 8}}, "model.ratios"),
         ({"model": {"ratios": [2, "4"]}}, "model.ratios"),
-        ({"train": {"learning_rate": "fast"}}, "train.learning_rate"),
+        ({"optim": {"learning_rate": "fast"}}, "optim.learning_rate"),
+        ({"losses": {"balancer": "yes"}}, "losses.balancer"),
+        ({"seed": "one"}, "seed"),
         ({"data": {"train_split": 3}}, "data.train_split"),
         ({"model": 16}, "model"),
     ],
@@ -81,8 +84,18 @@ def test_wrong_type_is_a_config_error_naming_the_field(data, where):
         from_dict(Recipe, data)
 
 
-def test_optional_fields_accept_null():
-    assert from_dict(Recipe, {"data": {"valid_split": None}}).data.valid_split is None
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"optim": {"precision": "fp16"}}, "precision"),
+        ({"optim": {"accumulate": 0}}, "accumulate"),
+        ({"schedule": {"decay": "linear"}}, "decay"),
+        ({"schedule": {"steps": 0}}, "steps"),
+    ],
+)
+def test_invalid_training_settings_are_config_errors(data, message):
+    with pytest.raises(ConfigError, match=message):
+        from_dict(Recipe, data)
 
 
 @pytest.mark.parametrize("size", [1000, 1, 0])
@@ -122,9 +135,9 @@ def test_load_recipe_reads_yaml_and_keeps_defaults_for_the_rest(recipe_file):
     recipe = load_recipe(recipe_file)
     assert recipe.model.channels == 8
     assert recipe.model.ratios == (2, 4)
-    assert recipe.train.steps == 100
-    assert recipe.train.betas == (0.5, 0.9)
-    assert recipe.train.batch_size == Recipe().train.batch_size
+    assert recipe.schedule.steps == 100
+    assert recipe.optim.betas == (0.5, 0.9)
+    assert recipe.data.batch_size == Recipe().data.batch_size
 
 
 def test_relative_data_root_is_resolved_against_the_recipe_folder(recipe_file):
@@ -137,23 +150,37 @@ def test_absolute_data_root_is_kept(recipe_file, tmp_path):
     assert recipe.data.root == str(tmp_path / "elsewhere")
 
 
+def test_data_paths_given_on_the_command_line_are_relative_to_the_working_folder(
+    recipe_file, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    recipe = load_recipe(recipe_file, ["data.root=audio", "data.manifest=lists/m.tsv"])
+    assert recipe.data.root == str(tmp_path / "audio")
+    assert recipe.data.manifest == str(tmp_path / "lists" / "m.tsv")
+
+
 def test_overrides_are_parsed_as_yaml_values(recipe_file):
     recipe = load_recipe(
-        recipe_file, ["train.steps=5", "model.causal=false", "model.ratios=[4, 2]", "train.seed=3"]
+        recipe_file, ["schedule.steps=5", "model.causal=false", "model.ratios=[4, 2]", "seed=3"]
     )
-    assert recipe.train.steps == 5
+    assert recipe.schedule.steps == 5
     assert recipe.model.causal is False
     assert recipe.model.ratios == (4, 2)
-    assert recipe.train.seed == 3
+    assert recipe.seed == 3
     assert recipe.model.channels == 8  # untouched keys stay as the file has them
 
 
 def test_override_of_an_unknown_key_is_a_config_error(recipe_file):
     with pytest.raises(ConfigError, match="unknown key 'stpes'"):
-        load_recipe(recipe_file, ["train.stpes=5"])
+        load_recipe(recipe_file, ["schedule.stpes=5"])
 
 
-@pytest.mark.parametrize("override", ["steps=5", "train.steps"])
+def test_override_of_an_unknown_section_is_named(recipe_file):
+    with pytest.raises(ConfigError, match="unknown key 'optimiser'"):
+        load_recipe(recipe_file, ["optimiser.learning_rate=1"])
+
+
+@pytest.mark.parametrize("override", ["=5", "schedule.steps"])
 def test_malformed_override_is_a_config_error(recipe_file, override):
     with pytest.raises(ConfigError, match="section.key=value"):
         load_recipe(recipe_file, [override])
@@ -168,14 +195,16 @@ def test_unreadable_recipe_is_a_config_error(tmp_path):
         load_recipe(tmp_path / "missing.yaml")
 
 
-def test_shipped_recipe_loads():
-    path = Path(__file__).parents[1] / "recipes" / "speech16k" / "first.yaml"
-    recipe = load_recipe(path)
+@pytest.mark.parametrize(
+    "name", ["speech16k/codec16k.yaml", "folder/codec16k.yaml", "librispeech/codec16k.yaml"]
+)
+def test_shipped_recipes_load(name):
+    recipe = load_recipe(Path(__file__).parents[1] / "recipes" / name, ["data.root=x"])
     assert recipe.model.n_codebooks == 12
     assert Path(recipe.data.root).is_absolute()
 
 
 def test_override_into_an_empty_section(tmp_path):
     path = tmp_path / "r.yaml"
-    path.write_text("train:\n")
-    assert load_recipe(path, ["train.steps=5"]).train.steps == 5
+    path.write_text("schedule:\n")
+    assert load_recipe(path, ["schedule.steps=5"]).schedule.steps == 5

@@ -93,7 +93,9 @@ class CodecModel(nn.Module):
         """Training pass: `[B, 1, T] -> CodecOutput` with audio trimmed back to `T`."""
         length = audio.shape[-1]
         z = self.encoder(self._pad(audio))
-        q = self.quantizer(z)
+        # Nearest-codeword search and EMA statistics need float32 under bf16 autocast.
+        with torch.autocast(device_type=z.device.type, enabled=False):
+            q = self.quantizer(z.float())
         out = self.decoder(q.quantized)[..., :length]
         return CodecOutput(out, q.codes, q.commitment_loss, q.n_codebooks)
 

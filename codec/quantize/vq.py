@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 
@@ -43,6 +44,24 @@ def kmeans(samples: torch.Tensor, k: int, iters: int, generator: torch.Generator
     return centroids, counts
 
 
+def _world_size() -> int:
+    """Processes that share this codebook (1 outside `torch.distributed`)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size()
+    return 1
+
+
+def _source_rank(has_vectors: bool, device: torch.device) -> int | None:
+    """The lowest rank that has latent vectors this step (None when no rank has any):
+    it draws the random vectors that every replica then receives."""
+    if _world_size() == 1:
+        return 0 if has_vectors else None
+    world = _world_size()
+    mine = torch.tensor([dist.get_rank() if has_vectors else world], device=device)
+    dist.all_reduce(mine, op=dist.ReduceOp.MIN)
+    return None if int(mine) == world else int(mine)
+
+
 class EMAVectorQuantizer(nn.Module):
     """A codebook of `codebook_size` vectors of size `dim`, learnt by EMA.
 
@@ -56,6 +75,10 @@ class EMAVectorQuantizer(nn.Module):
             falls below this is restarted from a random vector of the current batch
             (0 disables). See `CodecConfig` for why the default is small.
         commitment_weight: beta of the commitment loss (0.25, VQ-VAE).
+
+    Under `torch.distributed` (data-parallel training) the replicas pool their EMA
+    statistics with an all-reduce and take k-means centroids and restarted codes from
+    one rank, so every replica keeps the same codebook, as in EnCodec.
     """
 
     def __init__(
@@ -125,17 +148,22 @@ class EMAVectorQuantizer(nn.Module):
 
     @torch.no_grad()
     def _kmeans_init(self, flat: torch.Tensor) -> None:
-        if flat.shape[0] == 0:
+        src = _source_rank(flat.shape[0] > 0, flat.device)
+        if src is None:
             return
-        centroids, counts = kmeans(flat, self.codebook_size, self.kmeans_iters)
-        self.codebook.copy_(centroids)
-        self.cluster_size.copy_(counts)
-        self.embed_sum.copy_(centroids * counts[:, None])
+        if _world_size() == 1 or dist.get_rank() == src:
+            centroids, counts = kmeans(flat, self.codebook_size, self.kmeans_iters)
+            self.codebook.copy_(centroids)
+            self.cluster_size.copy_(counts)
+            self.embed_sum.copy_(centroids * counts[:, None])
+        if _world_size() > 1:
+            for buffer in (self.codebook, self.cluster_size, self.embed_sum):
+                dist.broadcast(buffer, src)
         self.initialized.fill_(True)
 
     @torch.no_grad()
     def _learn(self, flat: torch.Tensor, codes: torch.Tensor) -> None:
-        if flat.shape[0] == 0:
+        if flat.shape[0] == 0 and _world_size() == 1:
             return
         self.ema_update(flat, codes)
         self.last_restarted = self.restart_dead_codes(flat)
@@ -145,6 +173,9 @@ class EMAVectorQuantizer(nn.Module):
         """One EMA step of cluster sizes and sums, then Laplace-smoothed means."""
         onehot_counts = torch.bincount(codes, minlength=self.codebook_size).to(flat.dtype)
         batch_sum = torch.zeros_like(self.embed_sum).index_add_(0, codes, flat)
+        if _world_size() > 1:
+            dist.all_reduce(onehot_counts)
+            dist.all_reduce(batch_sum)
         self.cluster_size.mul_(self.decay).add_(onehot_counts, alpha=1 - self.decay)
         self.embed_sum.mul_(self.decay).add_(batch_sum, alpha=1 - self.decay)
         n = self.cluster_size.sum()
@@ -163,10 +194,18 @@ class EMAVectorQuantizer(nn.Module):
         if self.threshold_ema_dead_code <= 0:
             return 0
         dead = self.cluster_size < self.threshold_ema_dead_code
-        n_dead = int(dead.sum())
+        n_dead = int(dead.sum())  # the same on every replica: cluster sizes are pooled
         if n_dead == 0:
             return 0
-        picks = flat[torch.randint(0, flat.shape[0], (n_dead,), device=flat.device)]
+        src = _source_rank(flat.shape[0] > 0, flat.device)
+        if src is None:
+            return 0
+        if _world_size() == 1 or dist.get_rank() == src:
+            picks = flat[torch.randint(0, flat.shape[0], (n_dead,), device=flat.device)]
+        else:
+            picks = flat.new_empty(n_dead, self.dim)
+        if _world_size() > 1:
+            dist.broadcast(picks, src)
         count = self.cluster_size.mean().clamp_min(self.threshold_ema_dead_code)
         self.codebook[dead] = picks
         self.cluster_size[dead] = count

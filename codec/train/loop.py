@@ -1,110 +1,511 @@
-"""The training loop of the simple reconstruction recipe (mel + waveform L1 + commitment).
+"""The codec training loop: reconstruction and adversarial losses, resumable, data-parallel.
 
-Resumable: every `checkpoint_every` steps the model, optimiser, schedule and RNG states
-are written atomically to `out_dir/checkpoint.pt`; calling `train` again continues.
+One optimiser step of the codec (generator) takes `optim.accumulate` micro-batches;
+with adversarial losses on, a discriminator step on the same audio follows (hinge GAN
+as in EnCodec). Every `logging.checkpoint_every` steps and at the end the whole state
+(models, optimisers, balancer, every process's RNG and the step, from which the learning
+rate follows) is written atomically to `OUT/checkpoint.pt`. Each training crop depends
+only on the seed and its global sample index, so a resumed run sees the same data as an
+uninterrupted one and reaches the same weights.
+
+Under `torchrun` each process trains a DistributedDataParallel replica on its own
+slice of every global batch; the EMA codebooks pool their statistics across replicas.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import math
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
-from codec.config import Recipe, to_dict
+from codec.config import Recipe, from_dict, to_dict
+from codec.errors import CodecError
 from codec.models.codec import CodecModel
+from codec.train import distributed
+from codec.train.balancer import Balancer
 from codec.train.checkpoint import load_checkpoint, save_checkpoint
-from codec.train.data import RandomCrops, list_files
-from codec.train.losses import MultiScaleMelLoss, waveform_l1
+from codec.train.data import SegmentDataset, loader, valid_clips
+from codec.train.discriminators import build_discriminator
+from codec.train.logger import TrainLogger
+from codec.train.losses import (
+    AdversarialLoss,
+    FeatureMatchingLoss,
+    MultiResolutionSTFTLoss,
+    MultiScaleMelLoss,
+    WaveformL1,
+)
+from codec.train.manifest import Entry, read_manifest, scan_folder, split_entries
+from codec.train.validate import validate
+
+CHECKPOINT = "checkpoint.pt"
+RECONSTRUCTION = ("mel", "stft", "waveform")
+ADVERSARIAL = ("adversarial", "feature")
 
 
-def cosine_with_warmup(step: int, warmup: int, total: int) -> float:
-    """Learning-rate multiplier: linear warm-up, then cosine decay to 0 at `total`."""
+def cosine_with_warmup(step: int, warmup: int, total: int, final: float = 0.0) -> float:
+    """Learning-rate multiplier: linear warm-up over `warmup` steps, then cosine decay
+    from 1 to `final` at step `total`."""
     if step < warmup:
         return (step + 1) / warmup
     progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return 0.5 * (1 + math.cos(math.pi * progress))
+    return final + (1 - final) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def train(recipe: Recipe, out_dir: str | Path, log: Callable[[str], None] = print) -> CodecModel:
-    """Train (or resume) the codec of `recipe`, checkpointing into `out_dir`."""
-    cfg = recipe.train
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "recipe.json").write_text(json.dumps(to_dict(recipe), indent=2))
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
-    torch.manual_seed(cfg.seed)
+@dataclass
+class TrainResult:
+    """Where a finished run stands: its last step and validation figures."""
 
-    model = CodecModel(recipe.model).train()
-    mel_loss = MultiScaleMelLoss(recipe.model.sample_rate)
-    opt = torch.optim.AdamW(
-        model.parameters(), lr=cfg.learning_rate, betas=cfg.betas, weight_decay=cfg.weight_decay
-    )
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: cosine_with_warmup(s, cfg.warmup_steps, cfg.steps)
-    )
-    files = list_files(recipe.data.root, recipe.data.train_split)
-    segment = int(recipe.data.segment_seconds * recipe.model.sample_rate)
-    data = RandomCrops(files, recipe.model.sample_rate, segment, cfg.batch_size, seed=cfg.seed)
-    for reason in data.skipped:
-        log(f"skipped {reason}")
-    log(f"{len(data.waves)} training files, {data.seconds / recipe.model.sample_rate / 60:.1f} min")
+    step: int
+    out_dir: Path
+    valid: dict[str, float] = field(default_factory=dict)
 
-    step = 0
-    ckpt_path = out_dir / "checkpoint.pt"
-    if ckpt_path.exists():
-        state = load_checkpoint(ckpt_path)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["torch_rng"])
-        data.rng.bit_generator.state = json.loads(state["data_rng"])
-        step = int(state["step"])
-        log(f"resumed from step {step}")
 
-    def checkpoint() -> None:
-        save_checkpoint(
-            ckpt_path,
-            {
-                "model": model.state_dict(),
-                "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(),
-                "torch_rng": torch.get_rng_state(),
-                "data_rng": json.dumps(data.rng.bit_generator.state),
-                "step": step,
-            },
+def train(
+    recipe: Recipe,
+    out_dir: str | Path,
+    *,
+    resume: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> TrainResult:
+    """Train the codec of `recipe` into `out_dir` (checkpoint, recipe, TensorBoard).
+
+    With `resume`, continue from `out_dir/checkpoint.pt` when there is one; without
+    it, a folder that already holds a checkpoint is an error (nothing is overwritten).
+    """
+    info = distributed.setup(recipe.device)
+    try:
+        trainer = Trainer(recipe, Path(out_dir), info, resume=resume, log=log)
+        return trainer.run()
+    finally:
+        distributed.cleanup()
+
+
+class Trainer:
+    """The state of one training process: models, optimisers, data and logging."""
+
+    def __init__(
+        self,
+        recipe: Recipe,
+        out_dir: Path,
+        info: distributed.DistInfo,
+        *,
+        resume: bool = False,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        self.recipe, self.out_dir, self.info = recipe, out_dir, info
+        ckpt_path = out_dir / CHECKPOINT
+        if ckpt_path.exists() and not resume:
+            raise CodecError(
+                f"{out_dir} already holds a training run: pass --resume to continue it "
+                "or choose another output folder"
+            )
+        if recipe.num_threads:
+            torch.set_num_threads(recipe.num_threads)
+        self.device = info.device
+        self.autocast = _autocast(recipe.optim.precision, self.device)
+        self._build_models()
+        self._build_data()
+        self.step = 0
+        if resume and ckpt_path.exists():
+            self._load(load_checkpoint(ckpt_path))
+        else:
+            # Model init above is the same on every replica; dropout, restarts and
+            # augmentation should differ between them.
+            torch.manual_seed(recipe.seed + 7919 * info.rank)
+        if info.is_main:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            (out_dir / "recipe.json").write_text(json.dumps(to_dict(recipe), indent=2) + "\n")
+        self.logger = TrainLogger(
+            out_dir,
+            recipe.schedule.steps,
+            self.step,
+            enabled=info.is_main,
+            tensorboard=recipe.logging.tensorboard,
+            log=log,
+        )
+        self.valid_metrics: dict[str, float] = {}
+
+    # Set-up -----------------------------------------------------------------------
+
+    def _build_models(self) -> None:
+        r = self.recipe
+        torch.manual_seed(r.seed)
+        self.model = CodecModel(r.model).to(self.device).train()
+        self.use_gan = r.losses.adversarial > 0 or r.losses.feature > 0
+        self.discriminator = (
+            build_discriminator(r.losses.discriminator, r.losses.discriminator_filters)
+            .to(self.device)
+            .train()
+            if self.use_gan
+            else None
+        )
+        if r.compile:
+            # Compile the convolutional stacks in place (state_dict keys unchanged);
+            # the EMA quantiser has data-dependent steps and stays eager.
+            self.model.encoder.compile()
+            self.model.decoder.compile()
+            if self.discriminator is not None:
+                self.discriminator.compile()
+        self.ddp_model = self._wrap(self.model)
+        self.ddp_discriminator = self._wrap(self.discriminator)
+        o = r.optim
+        self.opt = torch.optim.AdamW(
+            self.model.parameters(), lr=o.learning_rate, betas=o.betas, weight_decay=o.weight_decay
+        )
+        if self.discriminator is not None:
+            self.opt_d = torch.optim.AdamW(
+                self.discriminator.parameters(),
+                lr=o.discriminator_learning_rate,
+                betas=o.betas,
+                weight_decay=o.weight_decay,
+            )
+        sr = r.model.sample_rate
+        loss_modules: dict[str, nn.Module] = {
+            "mel": MultiScaleMelLoss(sr),
+            "stft": MultiResolutionSTFTLoss(),
+            "waveform": WaveformL1(),
+        }
+        self.losses = {k: m.to(self.device) for k, m in loss_modules.items()}
+        self.adversarial = AdversarialLoss(r.losses.adversarial_kind)
+        self.feature_matching = FeatureMatchingLoss()
+        self.weights = {k: float(getattr(r.losses, k)) for k in RECONSTRUCTION + ADVERSARIAL}
+        self.balancer = (
+            Balancer({k: w for k, w in self.weights.items() if w > 0})
+            if r.losses.balancer
+            else None
         )
 
-    batches = iter(data)
-    t0, sums = time.time(), {"loss": 0.0, "mel": 0.0, "l1": 0.0, "commit": 0.0}
-    while step < cfg.steps:
-        audio = next(batches)
-        out = model(audio)
-        mel = mel_loss(out.audio, audio)
-        l1 = waveform_l1(out.audio, audio)
-        loss = cfg.mel_weight * mel + cfg.waveform_weight * l1 + out.commitment_loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-        sched.step()
-        step += 1
-        for k, v in zip(sums, (loss, mel, l1, out.commitment_loss.detach()), strict=True):
-            sums[k] += v.item()
-        if step % cfg.log_every == 0:
-            usage = model.quantizer.usage()
-            ppl = " ".join(f"{p:.0f}" for p in usage["perplexity"])
-            means = " ".join(f"{k} {v / cfg.log_every:.4f}" for k, v in sums.items())
-            rate = cfg.log_every / (time.time() - t0)
-            log(
-                f"step {step} {means} | {rate:.2f} step/s | lr {sched.get_last_lr()[0]:.2e} "
-                f"| perplexity {ppl} | restarted {sum(usage['dead_codes']):.0f}"
+    def _wrap(self, module: nn.Module | None) -> nn.Module | None:
+        if module is None or self.info.world_size == 1:
+            return module
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        # Codebooks are kept equal by the quantiser's own all-reduce, not by DDP's
+        # buffer broadcast (which would throw away the other replicas' statistics).
+        return DistributedDataParallel(module, device_ids=ids, broadcast_buffers=False)
+
+    def lr_scale(self, step: int) -> float:
+        """The schedule is a function of the step alone, so restoring the step restores
+        it (the optimisers' own state is checkpointed)."""
+        s = self.recipe.schedule
+        if s.decay == "constant":
+            return min(1.0, (step + 1) / max(1, s.warmup_steps))
+        return cosine_with_warmup(step, s.warmup_steps, s.steps, s.final_lr_ratio)
+
+    def _set_learning_rates(self) -> None:
+        scale = self.lr_scale(self.step)
+        o = self.recipe.optim
+        for group in self.opt.param_groups:
+            group["lr"] = o.learning_rate * scale
+        if self.discriminator is not None:
+            for group in self.opt_d.param_groups:
+                group["lr"] = o.discriminator_learning_rate * scale
+
+    def _build_data(self) -> None:
+        r = self.recipe
+        train_entries, valid_entries = load_entries(r, self._note)
+        segment = int(r.data.segment_seconds * r.model.sample_rate)
+        self.dataset = SegmentDataset(
+            train_entries,
+            r.model.sample_rate,
+            segment,
+            chunk_seconds=r.data.chunk_seconds,
+            silence_db=r.data.silence_db,
+            gain_db=tuple(r.data.gain_db),
+            seed=r.seed,
+        )
+        self.valid_clips = valid_clips(
+            valid_entries, r.model.sample_rate, r.logging.valid_clips, r.logging.valid_seconds
+        )
+        self._data_summary = (
+            f"{len(train_entries)} training files ({self.dataset.seconds / 3600:.2f} h), "
+            f"{len(self.valid_clips)} validation clips of up to {r.logging.valid_seconds:g} s"
+        )
+
+    def _note(self, text: str) -> None:
+        if self.info.is_main:
+            # before the logger exists: data loading reports skipped files
+            print(text, flush=True)
+
+    @property
+    def samples_per_step(self) -> int:
+        r = self.recipe
+        return r.data.batch_size * r.optim.accumulate * self.info.world_size
+
+    # The loop -----------------------------------------------------------------------
+
+    def run(self) -> TrainResult:
+        r = self.recipe
+        self.logger.line(
+            f"{self._data_summary}; {self.info.world_size} process(es) on {self.device}, "
+            f"{self.samples_per_step} crops of {r.data.segment_seconds:g} s per step"
+        )
+        if self.step:
+            self.logger.line(f"resumed from step {self.step}")
+        batches = loader(
+            self.dataset,
+            r.data.batch_size,
+            start=self.step * self.samples_per_step,
+            rank=self.info.rank,
+            world_size=self.info.world_size,
+            num_workers=r.data.num_workers,
+        )
+        sums: dict[str, float] = {}
+        try:
+            while self.step < r.schedule.steps:
+                stats = self.train_step(batches)
+                self.step += 1
+                for k, v in stats.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                self.logger.progress(self.step, stats["loss"])
+                self._after_step(sums)
+        finally:
+            self.logger.close()
+        return TrainResult(self.step, self.out_dir, self.valid_metrics)
+
+    def _after_step(self, sums: dict[str, float]) -> None:
+        r, step = self.recipe, self.step
+        last = step == r.schedule.steps
+        if step % r.logging.log_every == 0 or last:
+            n = step % r.logging.log_every or r.logging.log_every
+            means = distributed.all_reduce_mean({k: v / n for k, v in sums.items()}, self.device)
+            self._log_train(means)
+            sums.clear()
+        if step % r.logging.valid_every == 0 or last:
+            self._validate()
+        if step % r.logging.checkpoint_every == 0 or last:
+            self.save()
+
+    def train_step(self, batches: Iterator[torch.Tensor]) -> dict[str, float]:
+        """One optimiser step of the codec, then one of the discriminator."""
+        r = self.recipe
+        accumulate = r.optim.accumulate
+        gan_on = self.use_gan and self.step >= r.losses.adversarial_start
+        self._set_learning_rates()
+        self.opt.zero_grad(set_to_none=True)
+        stats: dict[str, float] = {}
+        pairs = []
+        for micro in range(accumulate):
+            real = next(batches).to(self.device, non_blocking=True)
+            sync = micro == accumulate - 1
+            with _no_sync(self.ddp_model, sync):
+                fake, micro_stats = self._generator_pass(real, gan_on, accumulate)
+            pairs.append((real, fake))
+            for k, v in micro_stats.items():
+                stats[k] = stats.get(k, 0.0) + v / accumulate
+        stats["grad_norm"] = float(
+            nn.utils.clip_grad_norm_(self.model.parameters(), r.optim.grad_clip)
+        )
+        self.opt.step()
+        if gan_on:
+            stats["discriminator"] = self._discriminator_step(pairs)
+        return stats
+
+    def _generator_pass(
+        self, real: torch.Tensor, gan_on: bool, accumulate: int
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Forward and backward of one micro-batch; returns the decoded audio."""
+        with self.autocast:
+            out = self.ddp_model(real)
+            fake = out.audio.float()
+            losses = {k: self.losses[k](fake, real) for k in RECONSTRUCTION if self.weights[k] > 0}
+            if gan_on:
+                losses.update(self._adversarial_losses(real, fake))
+        commitment = self.recipe.losses.commitment * out.commitment_loss
+        if self.balancer is not None:
+            grad = self.balancer(losses, fake)
+            torch.autograd.backward([fake, commitment / accumulate], [grad / accumulate, None])
+        else:
+            total = sum(self.weights[k] * v for k, v in losses.items()) + commitment
+            (total / accumulate).backward()
+        stats = {k: float(v.detach()) for k, v in losses.items()}
+        stats["commitment"] = float(out.commitment_loss.detach())
+        stats["loss"] = sum(self.weights[k] * stats[k] for k in losses) + stats["commitment"]
+        return fake.detach(), stats
+
+    def _adversarial_losses(self, real: torch.Tensor, fake: torch.Tensor) -> dict[str, Any]:
+        """Generator-side GAN losses. The discriminator is frozen and used outside DDP:
+        this pass must not produce (or all-reduce) discriminator gradients."""
+        disc = self.discriminator
+        disc.requires_grad_(False)
+        try:
+            d = disc(torch.cat([real, fake]))
+        finally:
+            disc.requires_grad_(True)
+        b = real.shape[0]
+        fake_logits = [x[b:] for x in d.logits]
+        real_feats = [[f[:b] for f in fs] for fs in d.features]
+        fake_feats = [[f[b:] for f in fs] for fs in d.features]
+        out = {}
+        if self.weights["adversarial"] > 0:
+            out["adversarial"] = self.adversarial.generator(fake_logits)
+        if self.weights["feature"] > 0:
+            out["feature"] = self.feature_matching(real_feats, fake_feats)
+        return out
+
+    def _discriminator_step(self, pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
+        self.opt_d.zero_grad(set_to_none=True)
+        total = 0.0
+        for i, (real, fake) in enumerate(pairs):
+            with _no_sync(self.ddp_discriminator, i == len(pairs) - 1), self.autocast:
+                d = self.ddp_discriminator(torch.cat([real, fake]))
+                b = real.shape[0]
+                loss = self.adversarial.discriminator(
+                    [x[:b].float() for x in d.logits], [x[b:].float() for x in d.logits]
+                )
+                (loss / len(pairs)).backward()
+            total += float(loss.detach()) / len(pairs)
+        nn.utils.clip_grad_norm_(self.discriminator.parameters(), self.recipe.optim.grad_clip)
+        self.opt_d.step()
+        return total
+
+    # Logging and validation -------------------------------------------------------
+
+    def _log_train(self, means: dict[str, float]) -> None:
+        if not self.info.is_main:
+            return
+        usage = self.model.quantizer.usage()
+        ppl = [float(p) for p in usage["perplexity"]]
+        lr = self.opt.param_groups[0]["lr"]
+        rate = self.logger.steps_per_second(self.step)
+        audio_rate = rate * self.samples_per_step * self.recipe.data.segment_seconds
+        shown = " ".join(f"{k} {v:.4f}" for k, v in means.items() if k != "grad_norm")
+        self.logger.line(
+            f"step {self.step} | {shown} | {rate:.2f} step/s ({audio_rate:.0f} s audio/s) | "
+            f"lr {lr:.2e} | perplexity {' '.join(f'{p:.0f}' for p in ppl)}"
+        )
+        self.logger.scalars(self.step, means, "train")
+        self.logger.scalars(
+            self.step,
+            {"lr": lr, "steps_per_second": rate, "perplexity_first": ppl[0]},
+            "train",
+        )
+
+    def _validate(self) -> None:
+        if not self.info.is_main or not self.valid_clips:
+            return
+        metrics, decoded = validate(
+            self.model,
+            self.valid_clips,
+            pesq_clips=self.recipe.logging.pesq_clips,
+            device=self.device,
+        )
+        self.valid_metrics = metrics
+        self.logger.line(
+            f"valid step {self.step} | " + " ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+        )
+        self.logger.scalars(self.step, metrics, "valid")
+        sr = self.recipe.model.sample_rate
+        for i in range(min(self.recipe.logging.audio_samples, len(decoded))):
+            if self.step == self.recipe.logging.valid_every:
+                self.logger.audio(0, f"clip{i}/reference", self.valid_clips[i], sr)
+            self.logger.audio(self.step, f"clip{i}/decoded", decoded[i], sr)
+
+    # Checkpoints --------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        """Everything needed to continue exactly where this step left off."""
+        rng = {"cpu": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        state = {
+            "step": self.step,
+            "samples_seen": self.step * self.samples_per_step,
+            "recipe": to_dict(self.recipe),
+            "model": self.model.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "rng": distributed.gather_objects(rng),
+            "valid": dict(self.valid_metrics),
+        }
+        if self.discriminator is not None:
+            state["discriminator"] = self.discriminator.state_dict()
+            state["optimizer_d"] = self.opt_d.state_dict()
+        if self.balancer is not None:
+            state["balancer"] = self.balancer.state_dict()
+        return state
+
+    def save(self) -> None:
+        state = self.state()  # a collective: every process takes part
+        if self.info.is_main:
+            save_checkpoint(self.out_dir / CHECKPOINT, state)
+        distributed.barrier()
+
+    def _load(self, state: dict[str, Any]) -> None:
+        saved = from_dict(Recipe, state["recipe"], where="checkpoint recipe")
+        if saved.model != self.recipe.model:
+            raise CodecError(
+                f"{self.out_dir / CHECKPOINT}: its model config differs from the recipe's; "
+                "resume with the recipe it was trained with"
             )
-            t0, sums = time.time(), dict.fromkeys(sums, 0.0)
-        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-            checkpoint()
-    return model.eval()
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        if self.discriminator is not None and "discriminator" in state:
+            self.discriminator.load_state_dict(state["discriminator"])
+            self.opt_d.load_state_dict(state["optimizer_d"])
+        if self.balancer is not None and "balancer" in state:
+            self.balancer.load_state_dict(state["balancer"])
+        rngs = state["rng"]
+        rng = rngs[self.info.rank] if self.info.rank < len(rngs) else rngs[0]
+        torch.set_rng_state(rng["cpu"])
+        if "cuda" in rng and self.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"], self.device)
+        self.step = int(state["step"])
+        self.valid_metrics = dict(state.get("valid", {}))
+
+
+def load_entries(
+    recipe: Recipe, note: Callable[[str], None] = print
+) -> tuple[list[Entry], list[Entry]]:
+    """The training and validation files of a recipe's data section."""
+    d = recipe.data
+    if not d.root and not d.manifest:
+        raise CodecError("the recipe names no data: set data.root=DIR (a folder of audio)")
+    manifest = Path(d.manifest) if d.manifest else Path(d.root) / "manifest.tsv"
+    if d.manifest or manifest.is_file():
+        entries = read_manifest(manifest)
+    else:
+        if not Path(d.root).is_dir():
+            raise CodecError(f"{d.root}: no such folder of training audio")
+        scan = scan_folder(d.root, valid_fraction=d.valid_fraction)
+        for reason in scan.skipped:
+            note(f"skipped {reason}")
+        entries = scan.entries
+    train_entries, valid_entries = split_entries(
+        entries, d.train_split, d.valid_split, d.valid_fraction
+    )
+    if not train_entries:
+        raise CodecError(f"{d.manifest or d.root}: no training audio (split '{d.train_split}')")
+    return train_entries, valid_entries
+
+
+def _autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
+    use_bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
+    if not use_bf16:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def _no_sync(module: nn.Module | None, sync: bool) -> contextlib.AbstractContextManager:
+    """Skip DDP's gradient all-reduce on all but the last accumulated micro-batch."""
+    if sync or not isinstance(module, DistributedDataParallel):
+        return contextlib.nullcontext()
+    return module.no_sync()
+
+
+def replace_recipe(recipe: Recipe, **sections: dict[str, Any]) -> Recipe:
+    """`recipe` with some fields of some sections changed (for tests and scripts)."""
+    changes = {
+        name: dataclasses.replace(getattr(recipe, name), **values)
+        if isinstance(values, dict)
+        else values
+        for name, values in sections.items()
+    }
+    return dataclasses.replace(recipe, **changes)

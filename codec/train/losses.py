@@ -1,8 +1,14 @@
-"""Reconstruction losses for codec training.
+"""Losses for codec training: reconstruction (mel, STFT, waveform) and adversarial.
 
 The multi-scale mel loss compares log-mel spectrograms at several window sizes, so both
 fine time detail (short windows) and pitch harmonics (long windows) are penalised; it
-follows DAC's `MelSpectrogramLoss` (windows 32..2048, L1 on log10 magnitudes).
+follows DAC's `MelSpectrogramLoss` (windows 32..2048, L1 on log10 magnitudes). The
+multi-resolution STFT loss is Parallel WaveGAN's (Yamamoto et al. 2020). The hinge
+adversarial loss and the relative feature-matching loss follow EnCodec (Défossez et al.
+2022, section 3.4).
+
+Spectra are always computed in float32, also under bf16 autocast: log magnitudes of
+bf16 spectra are too coarse to train on.
 """
 
 from __future__ import annotations
@@ -10,6 +16,36 @@ from __future__ import annotations
 import librosa
 import torch
 from torch import nn
+
+from codec.errors import ConfigError
+
+
+def float32_stft(
+    wav: torch.Tensor,
+    n_fft: int,
+    hop_length: int,
+    window: torch.Tensor,
+    *,
+    normalized: bool = False,
+    pad_mode: str = "reflect",
+) -> torch.Tensor:
+    """Centred complex STFT in float32 with autocast off: `[B, T] -> [B, n_fft//2+1, frames]`."""
+    with torch.autocast(device_type=wav.device.type, enabled=False):
+        return torch.stft(
+            wav.float(),
+            n_fft,
+            hop_length,
+            window=window.float(),
+            center=True,
+            pad_mode=pad_mode,
+            normalized=normalized,
+            return_complex=True,
+        )
+
+
+def _flatten(wav: torch.Tensor) -> torch.Tensor:
+    """`[B, 1, T]` or `[B, T]` -> `[B, T]`."""
+    return wav.reshape(-1, wav.shape[-1])
 
 
 class MelSpectrogram(nn.Module):
@@ -24,10 +60,9 @@ class MelSpectrogram(nn.Module):
         self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
-        spec = torch.stft(
-            wav, self.n_fft, self.hop_length, window=self.window, center=True, return_complex=True
-        ).abs()
-        return self.filters @ spec
+        spec = float32_stft(wav, self.n_fft, self.hop_length, self.window).abs()
+        with torch.autocast(device_type=wav.device.type, enabled=False):
+            return self.filters.float() @ spec
 
 
 class MultiScaleMelLoss(nn.Module):
@@ -52,8 +87,8 @@ class MultiScaleMelLoss(nn.Module):
         )
 
     def forward(self, estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        x, y = estimate.reshape(-1, estimate.shape[-1]), target.reshape(-1, target.shape[-1])
-        loss = x.new_zeros(())
+        x, y = _flatten(estimate), _flatten(target)
+        loss = x.new_zeros((), dtype=torch.float32)
         for mel in self.mels:
             mx = mel(x).clamp_min(self.clamp_eps).log10()
             my = mel(y).clamp_min(self.clamp_eps).log10()
@@ -61,6 +96,124 @@ class MultiScaleMelLoss(nn.Module):
         return loss / len(self.mels)
 
 
+class MultiResolutionSTFTLoss(nn.Module):
+    """Spectral convergence plus log-magnitude L1, averaged over STFT resolutions.
+
+    Per resolution: `||S_y - S_x||_F / ||S_y||_F + mean|log S_y - log S_x|`, magnitudes
+    floored at `clamp_eps` (Parallel WaveGAN, Yamamoto et al. 2020; DAC's `STFTLoss`).
+
+    Args:
+        fft_sizes, hop_sizes, win_lengths: one entry per resolution (Hann windows).
+        clamp_eps: floor of the magnitudes, so silence gives finite logs and gradients.
+    Shapes: `[B, 1, T]` or `[B, T]` for both inputs -> scalar.
+    """
+
+    def __init__(
+        self,
+        fft_sizes: tuple[int, ...] = (512, 1024, 2048),
+        hop_sizes: tuple[int, ...] = (128, 256, 512),
+        win_lengths: tuple[int, ...] = (512, 1024, 2048),
+        clamp_eps: float = 1e-5,
+    ) -> None:
+        super().__init__()
+        if not len(fft_sizes) == len(hop_sizes) == len(win_lengths):
+            raise ConfigError("fft_sizes, hop_sizes and win_lengths must have the same length")
+        self.resolutions = list(zip(fft_sizes, hop_sizes, strict=True))
+        self.clamp_eps = clamp_eps
+        for i, (n_fft, win) in enumerate(zip(fft_sizes, win_lengths, strict=True)):
+            # torch.stft centres a shorter window inside the frame; pad it here once.
+            offset = (n_fft - win) // 2
+            window = nn.functional.pad(torch.hann_window(win), (offset, n_fft - win - offset))
+            self.register_buffer(f"window{i}", window, persistent=False)
+
+    def _magnitude(self, wav: torch.Tensor, i: int) -> torch.Tensor:
+        n_fft, hop = self.resolutions[i]
+        spec = float32_stft(wav, n_fft, hop, getattr(self, f"window{i}"))
+        return spec.abs().clamp_min(self.clamp_eps)
+
+    def forward(self, estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        x, y = _flatten(estimate), _flatten(target)
+        loss = x.new_zeros((), dtype=torch.float32)
+        for i in range(len(self.resolutions)):
+            sx, sy = self._magnitude(x, i), self._magnitude(y, i)
+            convergence = torch.linalg.vector_norm(sy - sx) / torch.linalg.vector_norm(sy)
+            log_l1 = (sy.log() - sx.log()).abs().mean()
+            loss = loss + convergence + log_l1
+        return loss / len(self.resolutions)
+
+
 def waveform_l1(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean absolute sample error (EnCodec's time-domain reconstruction term)."""
     return (estimate - target).abs().mean()
+
+
+class WaveformL1(nn.Module):
+    """`waveform_l1` as a module: `[B, 1, T]`, `[B, 1, T]` -> scalar."""
+
+    def forward(self, estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return waveform_l1(estimate, target)
+
+
+class AdversarialLoss(nn.Module):
+    """GAN objectives on lists of discriminator logits, one tensor per sub-discriminator.
+
+    Each term is averaged over the sub-discriminators.
+
+    Args:
+        kind: "hinge" (EnCodec, MelGAN) or "lsgan" (least squares, HiFi-GAN/DAC).
+    """
+
+    KINDS = ("hinge", "lsgan")
+
+    def __init__(self, kind: str = "hinge") -> None:
+        super().__init__()
+        if kind not in self.KINDS:
+            raise ConfigError(f"unknown adversarial loss {kind!r}; known: {', '.join(self.KINDS)}")
+        self.kind = kind
+
+    def generator(self, fake_logits: list[torch.Tensor]) -> torch.Tensor:
+        """Loss of the generator, which wants its audio called real: scalar."""
+        if self.kind == "hinge":
+            terms = [nn.functional.relu(1 - f).mean() for f in fake_logits]
+        else:
+            terms = [(1 - f).pow(2).mean() for f in fake_logits]
+        return torch.stack(terms).mean()
+
+    def discriminator(
+        self, real_logits: list[torch.Tensor], fake_logits: list[torch.Tensor]
+    ) -> torch.Tensor:
+        """Loss of the discriminator, which wants real near 1 (or above) and fake near -1/0."""
+        terms = []
+        for r, f in zip(real_logits, fake_logits, strict=True):
+            if self.kind == "hinge":
+                terms.append(nn.functional.relu(1 - r).mean() + nn.functional.relu(1 + f).mean())
+            else:
+                terms.append((1 - r).pow(2).mean() + f.pow(2).mean())
+        return torch.stack(terms).mean()
+
+
+class FeatureMatchingLoss(nn.Module):
+    """EnCodec's relative feature-matching loss, averaged over all layers of all
+    sub-discriminators: `mean|f_fake - f_real| / (mean|f_real| + eps)`.
+
+    Dividing by the size of the real features keeps every layer on the same scale, and
+    makes the loss invariant to scaling both features by a constant. Real features are
+    detached: this loss trains the generator only.
+
+    Shapes: `features[k][l]` is layer l of sub-discriminator k, any shape -> scalar.
+    """
+
+    def __init__(self, eps: float = 1e-8) -> None:
+        super().__init__()
+        self.eps = eps
+
+    def forward(
+        self, real_features: list[list[torch.Tensor]], fake_features: list[list[torch.Tensor]]
+    ) -> torch.Tensor:
+        terms = []
+        for real_layers, fake_layers in zip(real_features, fake_features, strict=True):
+            for real, fake in zip(real_layers, fake_layers, strict=True):
+                real = real.detach().float()
+                distance = (fake.float() - real).abs().mean()
+                terms.append(distance / (real.abs().mean() + self.eps))
+        return torch.stack(terms).mean()

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from codec.config import load_recipe
 from codec.quantize.vq import EMAVectorQuantizer, kmeans
 
-RECIPE = Path(__file__).parents[2] / "recipes" / "speech16k" / "first.yaml"
+RECIPE = Path(__file__).parents[2] / "recipes" / "speech16k" / "codec16k.yaml"
 CENTRES = torch.tensor([[5.0, 5.0], [5.0, -5.0], [-5.0, 5.0], [-5.0, -5.0]])
 
 
@@ -217,7 +217,7 @@ def test_shipped_recipe_does_not_restart_most_codes_every_step():
     with torch.random.fork_rng():
         torch.manual_seed(0)
         for _ in range(5):
-            vq(torch.randn(recipe.train.batch_size, model.latent_dim, frames_per_item, generator=g))
+            vq(torch.randn(recipe.data.batch_size, model.latent_dim, frames_per_item, generator=g))
     assert vq.last_restarted < model.codebook_size // 10
 
 

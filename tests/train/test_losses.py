@@ -1,15 +1,23 @@
-"""Training objectives and helpers: multi-scale mel loss, waveform L1, the learning-rate
-schedule and checkpoints."""
+"""Training objectives and helpers: multi-scale mel and multi-resolution STFT losses,
+waveform L1, adversarial and feature-matching losses, the learning-rate schedule and
+checkpoints."""
 
 import math
 
 import pytest
 import torch
 
-from codec.errors import CodecError
+from codec.errors import CodecError, ConfigError
 from codec.train.checkpoint import load_checkpoint, save_checkpoint
 from codec.train.loop import cosine_with_warmup
-from codec.train.losses import MultiScaleMelLoss, waveform_l1
+from codec.train.losses import (
+    AdversarialLoss,
+    FeatureMatchingLoss,
+    MultiResolutionSTFTLoss,
+    MultiScaleMelLoss,
+    WaveformL1,
+    waveform_l1,
+)
 
 SR = 16000
 
@@ -77,6 +85,137 @@ def test_waveform_l1_is_the_mean_absolute_difference():
     estimate = torch.tensor([[1.0, -2.0, 0.5, 0.0]])
     target = torch.tensor([[0.0, 1.0, 0.5, -2.0]])
     assert waveform_l1(estimate, target) == pytest.approx((1 + 3 + 0 + 2) / 4)
+
+
+def test_waveform_l1_module_matches_the_function():
+    estimate, target = tone() + 0.1 * white(), tone()
+    assert WaveformL1()(estimate, target) == waveform_l1(estimate, target)
+
+
+def test_mel_loss_is_float32_under_bf16_autocast(mel_loss):
+    noisy = (tone() + 0.05 * white()).bfloat16()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = mel_loss(noisy, tone().bfloat16())
+    assert loss.dtype == torch.float32
+    assert loss == pytest.approx(mel_loss(noisy.float(), tone().bfloat16().float()).item())
+
+
+# Multi-resolution STFT loss ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def stft_loss() -> MultiResolutionSTFTLoss:
+    return MultiResolutionSTFTLoss(fft_sizes=(128, 512), hop_sizes=(32, 128), win_lengths=(96, 512))
+
+
+def test_stft_loss_is_zero_for_identical_audio(stft_loss):
+    assert stft_loss(tone(), tone()) == 0
+    assert MultiResolutionSTFTLoss()(tone(), tone()) == 0
+
+
+def test_stft_loss_grows_with_distortion(stft_loss):
+    clean = tone()
+    slight = stft_loss(clean + 0.01 * white(), clean)
+    strong = stft_loss(clean + 0.1 * white(), clean)
+    assert 0 < slight < strong
+
+
+def test_stft_loss_gives_finite_gradients_even_from_silence(stft_loss):
+    estimate = torch.zeros(2, 1, 2048, requires_grad=True)
+    loss = stft_loss(estimate, tone().expand(2, 1, -1))
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert torch.isfinite(estimate.grad).all()
+    assert torch.isfinite(stft_loss(tone(), torch.zeros(1, 1, 2048)))
+
+
+def test_stft_loss_spectral_convergence_of_a_scaled_signal():
+    """Halving the audio halves every magnitude: convergence 0.5, log distance log 2
+    (white noise, so that no bin is under the floor)."""
+    loss = MultiResolutionSTFTLoss(fft_sizes=(256,), hop_sizes=(64,), win_lengths=(256,))
+    expected = 0.5 + math.log(2)
+    assert loss(0.5 * white(), white()) == pytest.approx(expected, rel=1e-4)
+
+
+def test_stft_loss_accepts_bf16_under_autocast(stft_loss):
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = stft_loss((tone() + 0.05 * white()).bfloat16(), tone().bfloat16())
+    assert loss.dtype == torch.float32 and loss > 0
+
+
+# Adversarial losses ------------------------------------------------------------------
+
+
+def full(*values: float) -> list[torch.Tensor]:
+    """One logits map per sub-discriminator, each filled with one value."""
+    return [torch.full((2, 1, 3, 4), v) for v in values]
+
+
+def test_hinge_generator_loss_is_zero_once_fakes_score_one():
+    hinge = AdversarialLoss("hinge")
+    assert hinge.generator(full(1.0, 2.0)) == 0
+    assert hinge.generator(full(0.0, -1.0)) == pytest.approx((1 + 2) / 2)
+
+
+def test_hinge_discriminator_loss():
+    hinge = AdversarialLoss("hinge")
+    assert hinge.discriminator(full(1.0, 3.0), full(-1.0, -2.0)) == 0
+    # real 0 costs 1, fake 0.5 costs 1.5; the other sub-discriminator is perfect
+    assert hinge.discriminator(full(0.0, 1.0), full(0.5, -1.0)) == pytest.approx(2.5 / 2)
+
+
+def test_lsgan_losses_are_squared_distances_to_one_and_zero():
+    lsgan = AdversarialLoss("lsgan")
+    assert lsgan.generator(full(1.0)) == 0
+    assert lsgan.generator(full(3.0, 0.0)) == pytest.approx((4 + 1) / 2)
+    assert lsgan.discriminator(full(1.0), full(0.0)) == 0
+    assert lsgan.discriminator(full(0.0), full(2.0)) == pytest.approx(1 + 4)
+
+
+def test_unknown_adversarial_kind_is_a_config_error():
+    with pytest.raises(ConfigError, match="wgan"):
+        AdversarialLoss("wgan")
+
+
+# Feature matching -------------------------------------------------------------------
+
+
+def features(seed: int) -> list[list[torch.Tensor]]:
+    """Two sub-discriminators of two and one layers, of different sizes."""
+    g = torch.Generator().manual_seed(seed)
+    return [
+        [torch.randn(2, 4, 8, generator=g), 100 * torch.randn(2, 3, generator=g)],
+        [torch.randn(2, 5, generator=g)],
+    ]
+
+
+def test_feature_matching_is_zero_for_identical_features():
+    assert FeatureMatchingLoss()(features(0), features(0)) == 0
+
+
+def test_feature_matching_is_the_mean_relative_l1_over_layers():
+    real = [[torch.tensor([1.0, -1.0]), torch.tensor([4.0])], [torch.tensor([2.0, 2.0])]]
+    fake = [[torch.tensor([0.0, -1.0]), torch.tensor([2.0])], [torch.tensor([2.0, 0.0])]]
+    expected = (0.5 / 1 + 2 / 4 + 1 / 2) / 3
+    assert FeatureMatchingLoss()(real, fake) == pytest.approx(expected)
+
+
+def test_feature_matching_is_invariant_to_scaling_both_features():
+    loss = FeatureMatchingLoss()
+    real, fake = features(0), features(1)
+    scaled = (
+        [[1000 * f for f in layers] for layers in real],
+        [[1000 * f for f in layers] for layers in fake],
+    )
+    assert loss(*scaled) == pytest.approx(loss(real, fake).item(), rel=1e-5)
+
+
+def test_feature_matching_trains_only_the_fake_features():
+    real = [[f.requires_grad_() for f in layers] for layers in features(0)]
+    fake = [[f.requires_grad_() for f in layers] for layers in features(1)]
+    FeatureMatchingLoss()(real, fake).backward()
+    assert all(f.grad is None for layers in real for f in layers)
+    assert all(f.grad.abs().sum() > 0 for layers in fake for f in layers)
 
 
 # Learning-rate schedule -------------------------------------------------------------
