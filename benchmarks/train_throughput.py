@@ -45,7 +45,7 @@ def measure(recipe, folder: Path, steps: int, warmup: int) -> tuple[float, float
     """(steps per second, seconds of training audio per second) after warm-up."""
     info = distributed.setup(recipe.device)
     trainer = Trainer(recipe, folder / f"run-{time.monotonic_ns()}", info)
-    trainer.logger.enabled = False
+    trainer.logger.close()  # no progress bar in a benchmark
     trainer.step = recipe.losses.adversarial_start  # time the full (adversarial) step
     batches = loader(trainer.dataset, recipe.data.batch_size, num_workers=0)
     for _ in range(warmup):

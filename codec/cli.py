@@ -279,6 +279,8 @@ def train(
             r = replace_recipe(r, device=device)
         run_dir = out_dir or Path("runs") / recipe.stem
         result = run_training(r, run_dir, resume=resume)
+        if result.rank != 0:
+            return
         figures = " ".join(f"{k} {v:.4f}" for k, v in result.valid.items())
         out.print(
             f"trained to step {result.step} in {run_dir}; {figures}".rstrip("; "),

@@ -9,6 +9,7 @@ ETA; without a terminal (a job log, CI) the same figures go out as one line ever
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
@@ -44,7 +45,7 @@ class TrainLogger:
         self.console = console or Console(stderr=True)
         self.log = log
         self.writer = None
-        self._t0, self._step0 = time.monotonic(), start_step
+        self._recent: deque[tuple[float, int]] = deque([(time.monotonic(), start_step)], maxlen=50)
         self._bar: Progress | None = None
         if not enabled:
             return
@@ -74,13 +75,16 @@ class TrainLogger:
         if self.log:
             self.log(text)
 
-    def steps_per_second(self, step: int) -> float:
-        return (step - self._step0) / max(time.monotonic() - self._t0, 1e-9)
+    def steps_per_second(self) -> float:
+        """Training speed over the last 50 steps (validation and checkpoints included)."""
+        (t0, s0), (t1, s1) = self._recent[0], self._recent[-1]
+        return (s1 - s0) / max(t1 - t0, 1e-9)
 
     def progress(self, step: int, loss: float) -> None:
         """Advance the bar to `step` with the latest loss."""
+        self._recent.append((time.monotonic(), step))
         if self._bar is not None:
-            rate = self.steps_per_second(step)
+            rate = self.steps_per_second()
             self._bar.update(self._task, completed=step, stats=f"loss {loss:.4f} {rate:.2f} step/s")
 
     def scalars(self, step: int, values: dict[str, float], prefix: str) -> None:

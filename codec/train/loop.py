@@ -27,6 +27,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from codec.atomic import write_bytes_atomic
 from codec.config import Recipe, from_dict, to_dict
 from codec.errors import CodecError
 from codec.models.codec import CodecModel
@@ -67,6 +68,7 @@ class TrainResult:
     step: int
     out_dir: Path
     valid: dict[str, float] = field(default_factory=dict)
+    rank: int = 0  # of this process, under torchrun
 
 
 def train(
@@ -115,15 +117,18 @@ class Trainer:
         self._build_models()
         self._build_data()
         self.step = 0
+        self.valid_metrics: dict[str, float] = {}
+        self._references_logged = False
         if resume and ckpt_path.exists():
             self._load(load_checkpoint(ckpt_path))
         else:
-            # Model init above is the same on every replica; dropout, restarts and
-            # augmentation should differ between them.
+            # Model init above is the same on every replica; quantizer dropout should
+            # differ between them (crops differ by their sample index).
             torch.manual_seed(recipe.seed + 7919 * info.rank)
         if info.is_main:
             out_dir.mkdir(parents=True, exist_ok=True)
-            (out_dir / "recipe.json").write_text(json.dumps(to_dict(recipe), indent=2) + "\n")
+            text = json.dumps(to_dict(recipe), indent=2) + "\n"
+            write_bytes_atomic(out_dir / "recipe.json", text.encode())
         self.logger = TrainLogger(
             out_dir,
             recipe.schedule.steps,
@@ -132,7 +137,6 @@ class Trainer:
             tensorboard=recipe.logging.tensorboard,
             log=log,
         )
-        self.valid_metrics: dict[str, float] = {}
 
     # Set-up -----------------------------------------------------------------------
 
@@ -269,7 +273,7 @@ class Trainer:
                 self._after_step(sums)
         finally:
             self.logger.close()
-        return TrainResult(self.step, self.out_dir, self.valid_metrics)
+        return TrainResult(self.step, self.out_dir, self.valid_metrics, self.info.rank)
 
     def _after_step(self, sums: dict[str, float]) -> None:
         r, step = self.recipe, self.step
@@ -375,7 +379,7 @@ class Trainer:
         usage = self.model.quantizer.usage()
         ppl = [float(p) for p in usage["perplexity"]]
         lr = self.opt.param_groups[0]["lr"]
-        rate = self.logger.steps_per_second(self.step)
+        rate = self.logger.steps_per_second()
         audio_rate = rate * self.samples_per_step * self.recipe.data.segment_seconds
         shown = " ".join(f"{k} {v:.4f}" for k, v in means.items() if k != "grad_norm")
         self.logger.line(
@@ -405,9 +409,10 @@ class Trainer:
         self.logger.scalars(self.step, metrics, "valid")
         sr = self.recipe.model.sample_rate
         for i in range(min(self.recipe.logging.audio_samples, len(decoded))):
-            if self.step == self.recipe.logging.valid_every:
-                self.logger.audio(0, f"clip{i}/reference", self.valid_clips[i], sr)
+            if not self._references_logged:
+                self.logger.audio(self.step, f"clip{i}/reference", self.valid_clips[i], sr)
             self.logger.audio(self.step, f"clip{i}/decoded", decoded[i], sr)
+        self._references_logged = True
 
     # Checkpoints --------------------------------------------------------------------
 

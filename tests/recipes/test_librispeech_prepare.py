@@ -217,3 +217,37 @@ def test_extract_refuses_members_outside_the_destination(tmp_path):
     with pytest.raises(CodecError, match="refusing unsafe member '../evil.txt'"):
         prepare.extract(tmp_path / "bad.tar.gz", tmp_path / "out")
     assert not (tmp_path / "evil.txt").exists()
+
+
+def test_librispeech_recipe_runs_end_to_end_on_a_prepared_tree(tmp_path):
+    """prepare.py, then `codec train` with the shipped recipe (shrunk), then export."""
+    from typer.testing import CliRunner
+
+    from codec.cli import app
+    from codec.train.checkpoint import load_checkpoint
+    from tests.train.test_loop import TINY
+
+    make_librispeech(tmp_path / "data")
+    assert prepare.main([str(tmp_path / "data")]) == 0
+    recipe = SCRIPT.parent / "codec16k.yaml"
+    run = tmp_path / "run"
+    runner = CliRunner()
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            str(recipe),
+            *TINY,
+            f"data.manifest={tmp_path / 'data' / 'manifest.tsv'}",
+            "schedule.steps=3",
+            "--out",
+            str(run),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "8 training files" in result.output  # train-clean-100 only; dev-clean validates
+    assert "2 validation clips" in result.output
+    assert load_checkpoint(run / "checkpoint.pt")["valid"]["mel_distance"] > 0
+    result = runner.invoke(app, ["export", str(run / "checkpoint.pt"), str(tmp_path / "model")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "model" / "model.safetensors").is_file()

@@ -304,3 +304,21 @@ def test_compiled_training_runs_on_cpu(audio_folder, tmp_path):
     state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
     assert not any("_orig_mod" in k for k in state["model"])  # loadable without compile
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_codec_manifest_lists_a_folder_for_training(audio_folder, tmp_path):
+    target = tmp_path / "lists" / "corpus.tsv"
+    result = runner.invoke(app, ["manifest", str(audio_folder), "--out", str(target)])
+    assert result.exit_code == 0, result.output
+    assert "train" in result.output
+    header, *rows = target.read_text().splitlines()
+    assert header.split("\t")[:5] == ["path", "seconds", "sample_rate", "speaker", "split"]
+    assert len(rows) == 12
+    recipe = tiny_recipe(audio_folder, f"data.manifest={target}", "schedule.steps=1")
+    assert train(recipe, tmp_path / "run").step == 1
+
+
+def test_codec_manifest_of_a_missing_folder_is_a_one_line_error(tmp_path):
+    result = runner.invoke(app, ["manifest", str(tmp_path / "nowhere")])
+    assert result.exit_code == 1
+    assert "not a folder" in result.output and "Traceback" not in result.output
