@@ -1,14 +1,13 @@
 """Compress and decompress whole files with bounded memory.
 
-Long audio is processed in chunks. Each chunk is run with enough of the previous
-audio (or codes) in front of it to cover the model's receptive field, and the outputs
-for that context are dropped, so for the causal model the result does not depend on
-where the chunks fall, and memory does not grow with the file's length.
+Long audio streams through the model in groups of `CHUNK_FRAMES` frames: every causal
+convolution carries its history from one group to the next (`codec.streaming`), so
+nothing is recomputed, memory does not grow with the file's length, and the result is
+bit for bit the same however the input arrives (a file, a pipe, blocks of any size).
 """
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -22,18 +21,11 @@ from codec.bitstream.format import CodesHeader
 from codec.errors import CodecError
 from codec.models.codec import CodecModel
 from codec.pretrained import id_of
+from codec.streaming import CHUNK_FRAMES, StreamingDecoder, StreamingEncoder
 
 Progress = Callable[[float], None]  # called with seconds of audio done so far
-CHUNK_FRAMES = 1500  # 30 s at 50 Hz: activations of a chunk stay well under 100 MB
 
 
-def _context_frames(model: CodecModel) -> tuple[int, int]:
-    """Frames of history the encoder (in hops of audio) and decoder need, with a margin."""
-    enc, dec = model.receptive_field()
-    return math.ceil(enc / model.hop_length) + 1, dec + 1
-
-
-@torch.inference_mode()
 def encode_chunks(
     model: CodecModel,
     blocks: Iterable[np.ndarray],
@@ -42,48 +34,28 @@ def encode_chunks(
 ) -> Iterator[torch.Tensor]:
     """Encode a stream of mono audio blocks `[N]` (any sizes) into code chunks `[Q, F_i]`.
 
-    Concatenated, the chunks equal `model.encode(whole_signal)` for a causal model.
+    Concatenated, the chunks are the codes of the whole signal (as `model.encode`, up
+    to float rounding in near-ties), the last frame zero-padded.
     """
-    if not model.config.causal:
-        raise CodecError("chunked encoding needs a causal model")
-    hop = model.hop_length
-    context = _context_frames(model)[0] * hop
-    model.n_codebooks_for(bitrate)  # fail before reading any audio
-    step = chunk_frames * hop
-    pending = np.zeros(0, dtype=np.float32)
-    history = np.zeros(0, dtype=np.float32)
-
-    def run(new: np.ndarray) -> torch.Tensor:
-        x = torch.from_numpy(np.concatenate([history, new]))
-        codes = model.encode(x, bitrate)
-        return codes[:, len(history) // hop :]
-
+    encoder = StreamingEncoder(model, bitrate, chunk_frames)
     for block in blocks:
-        pending = np.concatenate([pending, block.astype(np.float32, copy=False)])
-        while len(pending) >= step:
-            new, pending = pending[:step], pending[step:]
-            yield run(new)
-            history = np.concatenate([history, new])[-context:]
-    if len(pending):
-        yield run(pending)
+        codes = encoder.push(block)
+        if codes.shape[1]:
+            yield codes
+    yield encoder.flush()
 
 
-@torch.inference_mode()
 def decode_chunks(
     model: CodecModel, codes: torch.Tensor, chunk_frames: int = CHUNK_FRAMES
 ) -> Iterator[torch.Tensor]:
-    """Decode codes `[Q, F]` chunk by chunk into audio blocks `[chunk_frames * hop]`.
+    """Decode codes `[Q, F]` group by group into audio blocks (`F * hop` samples in all).
 
-    Concatenated, the blocks equal `model.decode(codes)` for a causal model.
+    Concatenated, the blocks equal `model.decode(codes)` up to float rounding.
     """
-    if not model.config.causal:
-        raise CodecError("chunked decoding needs a causal model")
-    context = _context_frames(model)[1]
-    hop = model.hop_length
+    decoder = StreamingDecoder(model, chunk_frames)
     for start in range(0, codes.shape[-1], chunk_frames):
-        left = max(0, start - context)
-        wav = model.decode(codes[:, left : start + chunk_frames])
-        yield wav[(start - left) * hop :]
+        yield decoder.push(codes[:, start : start + chunk_frames])
+    yield decoder.flush()
 
 
 def encode_file(

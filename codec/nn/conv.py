@@ -2,6 +2,10 @@
 
 Inputs must be a whole number of frames long (the model pads once at its input), so
 every strided layer maps `T` samples to exactly `T / stride` steps and back.
+
+Causal layers can also run in streaming mode (`set_streaming`): each keeps the tail of
+its input (or, transposed, of its output) between calls, so a signal fed in pieces gives
+the same output as the whole signal at once, with no overlap recomputed.
 """
 
 from __future__ import annotations
@@ -35,14 +39,30 @@ class Conv1d(nn.Module):
         )
         self.causal = causal
         self.padding_total = (kernel_size - 1) * dilation + 1 - stride
+        self.streaming = False
+        self.state: torch.Tensor | None = None  # last `padding_total` input steps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.streaming:
+            return self._forward_streaming(x)
         if self.causal:
             left, right = self.padding_total, 0
         else:
             right = self.padding_total // 2
             left = self.padding_total - right
         return self.conv(nn.functional.pad(x, (left, right)))
+
+    def _forward_streaming(self, x: torch.Tensor) -> torch.Tensor:
+        """The next `x.shape[-1] // stride` outputs; `x` must be a whole number of strides.
+        The first call sees zeros before it, as the causal padding of a whole signal."""
+        p = self.padding_total
+        if p == 0:
+            return self.conv(x)
+        if self.state is None:
+            self.state = x.new_zeros(x.shape[0], x.shape[1], p)
+        buffer = torch.cat([self.state, x], dim=-1)
+        self.state = buffer[..., buffer.shape[-1] - p :]
+        return self.conv(buffer)
 
 
 class ConvTranspose1d(nn.Module):
@@ -64,9 +84,14 @@ class ConvTranspose1d(nn.Module):
         super().__init__()
         self.conv = weight_norm(nn.ConvTranspose1d(in_channels, out_channels, kernel_size, stride))
         self.causal = causal
+        self.stride = stride
         self.padding_total = kernel_size - stride
+        self.streaming = False
+        self.state: torch.Tensor | None = None  # overlap of the last call, bias removed
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.streaming:
+            return self._forward_streaming(x)
         y = self.conv(x)
         if self.causal:
             left, right = 0, self.padding_total
@@ -74,6 +99,32 @@ class ConvTranspose1d(nn.Module):
             right = self.padding_total // 2
             left = self.padding_total - right
         return y[..., left : y.shape[-1] - right]
+
+    def _forward_streaming(self, x: torch.Tensor) -> torch.Tensor:
+        """The next `x.shape[-1] * stride` outputs. Each input step also reaches the
+        first `kernel_size - stride` outputs of the next call: that overlap is kept (less
+        the bias, which the next call adds again) and added on then."""
+        y = self.conv(x)
+        n = x.shape[-1] * self.stride
+        if self.state is not None:
+            y[..., : self.padding_total] += self.state
+        tail = y[..., n:]
+        if self.conv.bias is not None:
+            tail = tail - self.conv.bias[:, None]
+        self.state = tail
+        return y[..., :n]
+
+
+def set_streaming(module: nn.Module, streaming: bool = True) -> nn.Module:
+    """Switch every convolution under `module` to streaming mode (or back), starting
+    from an empty history either way. Only causal layers can stream."""
+    for m in module.modules():
+        if isinstance(m, (Conv1d, ConvTranspose1d)):
+            if streaming and not m.causal:
+                raise ValueError("only a causal model can stream")
+            m.streaming = streaming
+            m.state = None
+    return module
 
 
 def fold_weight_norm(module: nn.Module) -> nn.Module:
