@@ -15,7 +15,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from codec import bitstream, pretrained
-from codec.audio import audio_info, find_audio_files
+from codec.audio import audio_info, find_audio_files, iter_audio_blocks
 from codec.errors import CodecError
 from codec.inference import decode_file, encode_file, output_path
 from codec.models.codec import CodecModel
@@ -88,8 +88,13 @@ def _run_tree(
 
 @app.command()
 def encode(
-    src: Annotated[Path, typer.Argument(help="Audio file (WAV, FLAC, OGG) or a folder of them.")],
-    dst: Annotated[Path, typer.Argument(help="Output `.codes` file, or folder if SRC is one.")],
+    src: Annotated[
+        Path,
+        typer.Argument(help="Audio file (WAV, FLAC, OGG), a folder of them, or - for stdin."),
+    ],
+    dst: Annotated[
+        Path, typer.Argument(help="Output `.codes` file, a folder if SRC is one, or - (stdout).")
+    ],
     bitrate: Annotated[
         float | None,
         typer.Option("--bitrate", "-b", help="Kilobits per second [default: the model's highest]."),
@@ -97,8 +102,15 @@ def encode(
     model: Annotated[str, typer.Option("--model", "-m", help="Model name or folder.")] = (
         pretrained.DEFAULT_MODEL
     ),
+    rate: Annotated[
+        int | None,
+        typer.Option("--rate", help="Sample rate of raw 16-bit PCM on stdin [default: model's]."),
+    ] = None,
 ) -> None:
     """Compress audio into a `.codes` file.
+
+    On stdin (`-`), a WAV stream or raw 16-bit little-endian mono PCM is encoded as it
+    arrives; the result is bit for bit that of the same audio in a file.
 
     Examples:
 
@@ -107,10 +119,15 @@ def encode(
         codec encode speech.flac speech.codes --bitrate 3
 
         codec encode corpus/ codes/        # a/b.flac -> codes/a/b.codes
+
+        arecord -f S16_LE -r 16000 | codec encode - live.codes
     """
     with _user_errors():
         m = pretrained.load(model)
         m.n_codebooks_for(bitrate)
+        if str(src) == "-" or str(dst) == "-":
+            _encode_pipe(m, src, dst, bitrate, rate)
+            return
         if src.is_dir():
             _run_tree(
                 src,
@@ -135,24 +152,63 @@ def encode(
         )
 
 
+def _encode_pipe(
+    m: CodecModel, src: Path, dst: Path, bitrate: float | None, rate: int | None
+) -> None:
+    """Encode from stdin and/or to stdout (no progress bar: the length is unknown)."""
+    from codec.bitstream.format import to_bytes
+    from codec.inference import encode_stream
+    from codec.pcm import read_stream
+
+    if str(src) == "-":
+        blocks = read_stream(sys.stdin.buffer, m.sample_rate, rate)
+    else:
+        blocks = iter_audio_blocks(src, m.sample_rate)
+    start = time.perf_counter()
+    header, codes = encode_stream(m, blocks, bitrate)
+    data = to_bytes(header, codes)
+    if str(dst) == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    else:
+        bitstream.write(dst, header, codes)
+    elapsed = time.perf_counter() - start
+    err.print(
+        f"{src} -> {dst}: {header.duration:.2f} s, {header.bitrate / 1000:g} kbps payload, "
+        f"{len(data)} bytes, {header.duration / elapsed:.0f}x real time",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
 @app.command()
 def decode(
-    src: Annotated[Path, typer.Argument(help="A `.codes` file, or a folder of them.")],
-    dst: Annotated[Path, typer.Argument(help="Output audio (.wav or .flac), or a folder.")],
+    src: Annotated[Path, typer.Argument(help="A `.codes` file, a folder of them, or - for stdin.")],
+    dst: Annotated[
+        Path, typer.Argument(help="Output audio (.wav or .flac), a folder, or - (stdout).")
+    ],
     model: Annotated[
         str | None,
         typer.Option(
             "--model", "-m", help="Model name or folder [default: the one that encoded SRC]."
         ),
     ] = None,
+    raw: Annotated[
+        bool, typer.Option("--raw", help="On stdout, raw 16-bit PCM instead of WAV.")
+    ] = False,
 ) -> None:
     """Decompress a `.codes` file into audio.
+
+    To stdout (`-`), a 16-bit WAV stream (or raw PCM with `--raw`) is written as it is
+    decoded.
 
     Examples:
 
         codec decode speech.codes speech.wav
 
         codec decode codes/ decoded/       # codes/a/b.codes -> decoded/a/b.wav
+
+        codec decode speech.codes - | aplay
     """
     with _user_errors():
         fixed = pretrained.load(model) if model is not None else None
@@ -165,6 +221,9 @@ def decode(
                 found[header.model_id] = pretrained.find_by_id(header.model_id)
             return found[header.model_id]
 
+        if str(src) == "-" or str(dst) == "-":
+            _decode_pipe(src, dst, model_for, raw)
+            return
         if src.is_dir():
             files = sorted(p for p in src.rglob("*.codes") if p.is_file())
             _run_tree(
@@ -183,6 +242,42 @@ def decode(
             highlight=False,
             soft_wrap=True,
         )
+
+
+def _decode_pipe(
+    src: Path, dst: Path, model_for: Callable[[bitstream.CodesHeader], CodecModel], raw: bool
+) -> None:
+    """Decode from stdin and/or to stdout, streaming the audio out as it is made."""
+    from codec.audio import AudioWriter
+    from codec.bitstream.format import MAX_FILE_SIZE, check_model, from_bytes
+    from codec.inference import decode_stream
+    from codec.pcm import to_pcm16, wav_header
+
+    if str(src) == "-":
+        f = from_bytes(sys.stdin.buffer.read(MAX_FILE_SIZE + 1))
+    else:
+        f = bitstream.read(src)
+    m = model_for(f.header)
+    check_model(f.header, pretrained.id_of(m))
+    start = time.perf_counter()
+    blocks = decode_stream(m, f)
+    if str(dst) == "-":
+        sink = sys.stdout.buffer
+        if not raw:
+            sink.write(wav_header(f.header.original_length, f.header.sample_rate))
+        for block in blocks:
+            sink.write(to_pcm16(block))
+        sink.flush()
+    else:
+        with AudioWriter(dst, f.header.sample_rate) as writer:
+            for block in blocks:
+                writer.write(block)
+    elapsed = time.perf_counter() - start
+    err.print(
+        f"{src} -> {dst}: {f.header.duration:.2f} s, {f.header.duration / elapsed:.0f}x real time",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 @app.command()

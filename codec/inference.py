@@ -58,17 +58,15 @@ def decode_chunks(
     yield decoder.flush()
 
 
-def encode_file(
+def encode_stream(
     model: CodecModel,
-    src: str | os.PathLike[str],
-    dst: str | os.PathLike[str],
+    blocks: Iterable[np.ndarray],
     bitrate: float | None = None,
     progress: Progress | None = None,
-) -> CodesHeader:
-    """Compress audio file `src` into the `.codes` file `dst` (written atomically)."""
+) -> tuple[CodesHeader, np.ndarray]:
+    """Codes `[Q, F]` (uint16) and their header for mono blocks at the model's rate."""
     sr = model.sample_rate
-    chunks, done = [], 0.0
-    length = 0
+    chunks, length = [], 0
 
     def counted(blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
         nonlocal length
@@ -76,11 +74,12 @@ def encode_file(
             length += len(b)
             yield b
 
-    for chunk in encode_chunks(model, counted(iter_audio_blocks(src, sr)), bitrate):
+    done = 0
+    for chunk in encode_chunks(model, counted(blocks), bitrate):
         chunks.append(chunk.numpy().astype(np.uint16))
-        done += chunk.shape[-1] * model.hop_length / sr
+        done += chunk.shape[-1] * model.hop_length
         if progress:
-            progress(min(done, length / sr))  # the last chunk is padded past the end
+            progress(min(done, length) / sr)  # the last frame is padded past the end
     codes = np.concatenate(chunks, axis=1)
     header = CodesHeader(
         model_id=id_of(model),
@@ -91,8 +90,36 @@ def encode_file(
         n_frames=codes.shape[1],
         original_length=length,
     )
+    return header, codes
+
+
+def encode_file(
+    model: CodecModel,
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    bitrate: float | None = None,
+    progress: Progress | None = None,
+) -> CodesHeader:
+    """Compress audio file `src` into the `.codes` file `dst` (written atomically)."""
+    model.n_codebooks_for(bitrate)  # fail before reading any audio
+    blocks = iter_audio_blocks(src, model.sample_rate)
+    header, codes = encode_stream(model, blocks, bitrate, progress)
     bitstream.write(dst, header, codes)
     return header
+
+
+def decode_stream(model: CodecModel, f: bitstream.CodesFile) -> Iterator[np.ndarray]:
+    """Audio blocks of a `.codes` file's contents, `original_length` samples in all."""
+    header = f.header
+    if header.n_codebooks > model.config.n_codebooks or header.sample_rate != model.sample_rate:
+        raise CodecError("the codes do not fit this model's codebooks or sample rate")
+    codes = torch.from_numpy(f.codes.astype(np.int64))
+    remaining = header.original_length
+    for block in decode_chunks(model, codes):
+        out = block[:remaining].numpy()
+        remaining -= len(out)
+        if len(out):
+            yield out
 
 
 def decode_file(
@@ -103,19 +130,17 @@ def decode_file(
 ) -> CodesHeader:
     """Decompress the `.codes` file `src` into audio file `dst` (WAV or FLAC, atomic)."""
     f = bitstream.read(src, expected_model_id=id_of(model))
-    header = f.header
-    if header.n_codebooks > model.config.n_codebooks or header.sample_rate != model.sample_rate:
-        raise CodecError(f"{src}: does not fit this model's codebooks or sample rate")
-    codes = torch.from_numpy(f.codes.astype(np.int64))
-    remaining = header.original_length
-    with AudioWriter(dst, header.sample_rate) as writer:
-        for block in decode_chunks(model, codes):
-            out = block[:remaining].numpy()
-            writer.write(out)
-            remaining -= len(out)
-            if progress:
-                progress((header.original_length - remaining) / header.sample_rate)
-    return header
+    done = 0
+    with AudioWriter(dst, f.header.sample_rate) as writer:
+        try:
+            for block in decode_stream(model, f):
+                writer.write(block)
+                done += len(block)
+                if progress:
+                    progress(done / f.header.sample_rate)
+        except CodecError as e:
+            raise CodecError(f"{src}: {e}") from None
+    return f.header
 
 
 def output_path(src: Path, root_in: Path, root_out: Path, suffix: str) -> Path:

@@ -278,7 +278,8 @@ def _parse(data: bytes | memoryview) -> tuple[CodesHeader, memoryview]:
     return header, view[header_size:]
 
 
-def _check_model(header: CodesHeader, expected_model_id: bytes) -> None:
+def check_model(header: CodesHeader, expected_model_id: bytes) -> None:
+    """ModelMismatchError unless `header` was written by the model with this id."""
     if not isinstance(expected_model_id, bytes) or len(expected_model_id) != MODEL_ID_SIZE:
         raise ValueError(f"expected_model_id must be {MODEL_ID_SIZE} bytes")
     if header.model_id != expected_model_id:
@@ -299,7 +300,7 @@ def from_bytes(data: bytes, expected_model_id: bytes | None = None) -> CodesFile
     """
     header, payload = _parse(data)
     if expected_model_id is not None:
-        _check_model(header, expected_model_id)
+        check_model(header, expected_model_id)
     codes = unpack_bits(payload, header.bits_per_code, header.n_codebooks, header.n_frames)
     return CodesFile(header=header, codes=codes)
 
