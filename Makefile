@@ -26,6 +26,14 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q
 
+# Speed, latency and memory on this machine (and GPU throughput when there is one);
+# figures and the machine they came from go in docs/benchmarks.md.
+bench: $(VENV)/.installed
+	$(BIN)/python benchmarks/speed.py --compile
+	$(BIN)/python benchmarks/latency.py
+	$(BIN)/python benchmarks/memory.py --minutes 60
+	$(BIN)/python benchmarks/gpu_throughput.py --compile
+
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check codec tests recipes benchmarks
 

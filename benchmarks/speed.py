@@ -1,11 +1,17 @@
-"""Encode/decode speed of a model on CPU, batch 1, against Opus in the same process.
+"""Encode/decode speed on CPU, batch 1, 1 and 2 threads, against Opus in the same run.
 
-Usage: `python benchmarks/speed.py [--model speech16k] [--seconds 60] [--threads 1,2]`
+Usage: `python benchmarks/speed.py [--model speech16k] [--seconds 60] [--threads 1,2]
+[--repeats 3] [--chunk-frames 100] [--compile]`
 
-Audio: the bundled speech clips, repeated to `--seconds`. Our figures are the model's
-`encode`/`decode` on the whole signal (inference mode, weight norm folded), best of
-`--repeats`. Opus: `opusenc --bitrate 6` and `opusdec` as whole processes on the same
-audio written as WAV, best of `--repeats`. Prints times real time and the ratio to Opus.
+Audio: the bundled speech clips, repeated to `--seconds`. Three ways through the model,
+each best of `--repeats`, weight norm folded, inference mode:
+- streaming (what `codec encode`/`decode` and pipes use): causal layers carry their
+  history, the audio goes through in groups of `--chunk-frames` frames;
+- whole: `model.encode`/`model.decode` on the whole signal at once;
+- compiled (with `--compile`): the streaming path with torch.compile'd encoder and
+  decoder, warm-up (compilation) excluded.
+Opus: `opusenc --bitrate 6` and `opusdec` as whole processes on the same audio as WAV.
+Prints times real time and the ratio to Opus.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import torch
 
 from codec import pretrained
 from codec.audio import load_audio, save_audio
+from codec.streaming import CHUNK_FRAMES, StreamingDecoder, StreamingEncoder
 
 DATA = Path(__file__).resolve().parent.parent / "codec" / "data"
 
@@ -65,12 +72,38 @@ def opus_times(wav: np.ndarray, sample_rate: int, repeats: int) -> tuple[float, 
     return t_enc, t_dec
 
 
+def streaming_times(model, wav, chunk_frames, repeats, compiled=False) -> tuple[float, float]:
+    def encoder():
+        return StreamingEncoder(model, chunk_frames=chunk_frames, compile=compiled)
+
+    def decoder():
+        return StreamingDecoder(model, chunk_frames=chunk_frames, compile=compiled)
+
+    encoders = [encoder() for _ in range(repeats)]
+    decoders = [decoder() for _ in range(repeats)]
+    warm = wav[: 3 * chunk_frames * model.hop_length]
+    for enc, dec in zip(encoders, decoders, strict=True):  # compilation, first-call set-up
+        dec.push(enc.push(warm))
+    codes = StreamingEncoder(model, chunk_frames=chunk_frames).push(wav)
+    t_enc = min(_timed(lambda e=e: e.push(wav)) for e in encoders)
+    t_dec = min(_timed(lambda d=d: d.push(codes)) for d in decoders)
+    return t_enc, t_dec
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=pretrained.DEFAULT_MODEL)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--chunk-frames", type=int, default=CHUNK_FRAMES)
+    parser.add_argument("--compile", action="store_true")
     args = parser.parse_args()
 
     model = pretrained.load(args.model)
@@ -90,20 +123,29 @@ def main() -> None:
         )
     else:
         print("opus: opusenc/opusdec not found (apt-get install opus-tools)")
+
+    def report(label: str, t_enc: float, t_dec: float) -> None:
+        enc, dec = args.seconds / t_enc, args.seconds / t_dec
+        line = f"{label}: encode {enc:.0f}x, decode {dec:.0f}x real time"
+        if opus:
+            line += (
+                f" (ratio to opus: encode {enc * opus[0] / args.seconds:.2f}, "
+                f"decode {dec * opus[1] / args.seconds:.2f})"
+            )
+        print(line, flush=True)
+
     for threads in [int(t) for t in args.threads.split(",")]:
         torch.set_num_threads(threads)
         with torch.inference_mode():
-            codes = model.encode(x, 6.0)
-            t_enc = best_of(args.repeats, lambda: model.encode(x, 6.0))
+            codes = model.encode(x)
+            t_enc = best_of(args.repeats, lambda: model.encode(x))
             t_dec = best_of(args.repeats, lambda c=codes: model.decode(c))
-        enc, dec = args.seconds / t_enc, args.seconds / t_dec
-        line = f"codec, {threads} thread(s): encode {enc:.0f}x, decode {dec:.0f}x real time"
-        if opus:
-            line += (
-                f" (ratio to opus: encode {enc / (args.seconds / opus[0]):.2f}, "
-                f"decode {dec / (args.seconds / opus[1]):.2f})"
-            )
-        print(line)
+        report(f"whole signal, {threads} thread(s)", t_enc, t_dec)
+        t_enc, t_dec = streaming_times(model, wav, args.chunk_frames, args.repeats)
+        report(f"streaming ({args.chunk_frames} frames), {threads} thread(s)", t_enc, t_dec)
+        if args.compile:
+            t_enc, t_dec = streaming_times(model, wav, args.chunk_frames, args.repeats, True)
+            report(f"compiled streaming, {threads} thread(s)", t_enc, t_dec)
 
 
 if __name__ == "__main__":

@@ -106,6 +106,9 @@ def encode(
         int | None,
         typer.Option("--rate", help="Sample rate of raw 16-bit PCM on stdin [default: model's]."),
     ] = None,
+    compile_: Annotated[
+        bool, typer.Option("--compile", help="torch.compile the encoder (pays off on long audio).")
+    ] = False,
 ) -> None:
     """Compress audio into a `.codes` file.
 
@@ -126,7 +129,7 @@ def encode(
         m = pretrained.load(model)
         m.n_codebooks_for(bitrate)
         if str(src) == "-" or str(dst) == "-":
-            _encode_pipe(m, src, dst, bitrate, rate)
+            _encode_pipe(m, src, dst, bitrate, rate, compile_)
             return
         if src.is_dir():
             _run_tree(
@@ -134,13 +137,13 @@ def encode(
                 dst,
                 find_audio_files(src),
                 ".codes",
-                lambda a, b: encode_file(m, a, b, bitrate),
+                lambda a, b: encode_file(m, a, b, bitrate, compile=compile_),
             )
             return
         duration = audio_info(src).duration
         start = time.perf_counter()
         with _progress(duration, src.name) as progress:
-            header = encode_file(m, src, dst, bitrate, progress)
+            header = encode_file(m, src, dst, bitrate, progress, compile=compile_)
         elapsed = time.perf_counter() - start
         size = dst.stat().st_size
         out.print(
@@ -153,7 +156,7 @@ def encode(
 
 
 def _encode_pipe(
-    m: CodecModel, src: Path, dst: Path, bitrate: float | None, rate: int | None
+    m: CodecModel, src: Path, dst: Path, bitrate: float | None, rate: int | None, compile_: bool
 ) -> None:
     """Encode from stdin and/or to stdout (no progress bar: the length is unknown)."""
     from codec.bitstream.format import to_bytes
@@ -165,7 +168,7 @@ def _encode_pipe(
     else:
         blocks = iter_audio_blocks(src, m.sample_rate)
     start = time.perf_counter()
-    header, codes = encode_stream(m, blocks, bitrate)
+    header, codes = encode_stream(m, blocks, bitrate, compile=compile_)
     data = to_bytes(header, codes)
     if str(dst) == "-":
         sys.stdout.buffer.write(data)
@@ -196,6 +199,9 @@ def decode(
     raw: Annotated[
         bool, typer.Option("--raw", help="On stdout, raw 16-bit PCM instead of WAV.")
     ] = False,
+    compile_: Annotated[
+        bool, typer.Option("--compile", help="torch.compile the decoder (pays off on long audio).")
+    ] = False,
 ) -> None:
     """Decompress a `.codes` file into audio.
 
@@ -222,20 +228,22 @@ def decode(
             return found[header.model_id]
 
         if str(src) == "-" or str(dst) == "-":
-            _decode_pipe(src, dst, model_for, raw)
+            _decode_pipe(src, dst, model_for, raw, compile_)
             return
         if src.is_dir():
             files = sorted(p for p in src.rglob("*.codes") if p.is_file())
             _run_tree(
                 src, dst, files, ".wav",
-                lambda a, b: decode_file(model_for(bitstream.read_header(a)), a, b),
+                lambda a, b: decode_file(
+                    model_for(bitstream.read_header(a)), a, b, compile=compile_
+                ),
             )  # fmt: skip
             return
         header = bitstream.read_header(src)
         m = model_for(header)
         start = time.perf_counter()
         with _progress(header.duration, src.name) as progress:
-            decode_file(m, src, dst, progress)
+            decode_file(m, src, dst, progress, compile=compile_)
         elapsed = time.perf_counter() - start
         out.print(
             f"{src} -> {dst}: {header.duration:.2f} s, {header.duration / elapsed:.0f}x real time",
@@ -245,7 +253,11 @@ def decode(
 
 
 def _decode_pipe(
-    src: Path, dst: Path, model_for: Callable[[bitstream.CodesHeader], CodecModel], raw: bool
+    src: Path,
+    dst: Path,
+    model_for: Callable[[bitstream.CodesHeader], CodecModel],
+    raw: bool,
+    compile_: bool,
 ) -> None:
     """Decode from stdin and/or to stdout, streaming the audio out as it is made."""
     from codec.audio import AudioWriter
@@ -260,7 +272,7 @@ def _decode_pipe(
     m = model_for(f.header)
     check_model(f.header, pretrained.id_of(m))
     start = time.perf_counter()
-    blocks = decode_stream(m, f)
+    blocks = decode_stream(m, f, compile=compile_)
     if str(dst) == "-":
         sink = sys.stdout.buffer
         if not raw:

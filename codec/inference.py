@@ -31,13 +31,15 @@ def encode_chunks(
     blocks: Iterable[np.ndarray],
     bitrate: float | None = None,
     chunk_frames: int = CHUNK_FRAMES,
+    *,
+    compile: bool = False,
 ) -> Iterator[torch.Tensor]:
     """Encode a stream of mono audio blocks `[N]` (any sizes) into code chunks `[Q, F_i]`.
 
     Concatenated, the chunks are the codes of the whole signal (as `model.encode`, up
     to float rounding in near-ties), the last frame zero-padded.
     """
-    encoder = StreamingEncoder(model, bitrate, chunk_frames)
+    encoder = StreamingEncoder(model, bitrate, chunk_frames, compile=compile)
     for block in blocks:
         codes = encoder.push(block)
         if codes.shape[1]:
@@ -46,13 +48,17 @@ def encode_chunks(
 
 
 def decode_chunks(
-    model: CodecModel, codes: torch.Tensor, chunk_frames: int = CHUNK_FRAMES
+    model: CodecModel,
+    codes: torch.Tensor,
+    chunk_frames: int = CHUNK_FRAMES,
+    *,
+    compile: bool = False,
 ) -> Iterator[torch.Tensor]:
     """Decode codes `[Q, F]` group by group into audio blocks (`F * hop` samples in all).
 
     Concatenated, the blocks equal `model.decode(codes)` up to float rounding.
     """
-    decoder = StreamingDecoder(model, chunk_frames)
+    decoder = StreamingDecoder(model, chunk_frames, compile=compile)
     for start in range(0, codes.shape[-1], chunk_frames):
         yield decoder.push(codes[:, start : start + chunk_frames])
     yield decoder.flush()
@@ -63,6 +69,8 @@ def encode_stream(
     blocks: Iterable[np.ndarray],
     bitrate: float | None = None,
     progress: Progress | None = None,
+    *,
+    compile: bool = False,
 ) -> tuple[CodesHeader, np.ndarray]:
     """Codes `[Q, F]` (uint16) and their header for mono blocks at the model's rate."""
     sr = model.sample_rate
@@ -75,7 +83,7 @@ def encode_stream(
             yield b
 
     done = 0
-    for chunk in encode_chunks(model, counted(blocks), bitrate):
+    for chunk in encode_chunks(model, counted(blocks), bitrate, compile=compile):
         chunks.append(chunk.numpy().astype(np.uint16))
         done += chunk.shape[-1] * model.hop_length
         if progress:
@@ -99,23 +107,28 @@ def encode_file(
     dst: str | os.PathLike[str],
     bitrate: float | None = None,
     progress: Progress | None = None,
+    *,
+    compile: bool = False,
 ) -> CodesHeader:
-    """Compress audio file `src` into the `.codes` file `dst` (written atomically)."""
+    """Compress audio file `src` into the `.codes` file `dst` (written atomically);
+    `compile` runs the encoder through torch.compile."""
     model.n_codebooks_for(bitrate)  # fail before reading any audio
     blocks = iter_audio_blocks(src, model.sample_rate)
-    header, codes = encode_stream(model, blocks, bitrate, progress)
+    header, codes = encode_stream(model, blocks, bitrate, progress, compile=compile)
     bitstream.write(dst, header, codes)
     return header
 
 
-def decode_stream(model: CodecModel, f: bitstream.CodesFile) -> Iterator[np.ndarray]:
+def decode_stream(
+    model: CodecModel, f: bitstream.CodesFile, *, compile: bool = False
+) -> Iterator[np.ndarray]:
     """Audio blocks of a `.codes` file's contents, `original_length` samples in all."""
     header = f.header
     if header.n_codebooks > model.config.n_codebooks or header.sample_rate != model.sample_rate:
         raise CodecError("the codes do not fit this model's codebooks or sample rate")
     codes = torch.from_numpy(f.codes.astype(np.int64))
     remaining = header.original_length
-    for block in decode_chunks(model, codes):
+    for block in decode_chunks(model, codes, compile=compile):
         out = block[:remaining].numpy()
         remaining -= len(out)
         if len(out):
@@ -127,13 +140,15 @@ def decode_file(
     src: str | os.PathLike[str],
     dst: str | os.PathLike[str],
     progress: Progress | None = None,
+    *,
+    compile: bool = False,
 ) -> CodesHeader:
     """Decompress the `.codes` file `src` into audio file `dst` (WAV or FLAC, atomic)."""
     f = bitstream.read(src, expected_model_id=id_of(model))
     done = 0
     with AudioWriter(dst, f.header.sample_rate) as writer:
         try:
-            for block in decode_stream(model, f):
+            for block in decode_stream(model, f, compile=compile):
                 writer.write(block)
                 done += len(block)
                 if progress:

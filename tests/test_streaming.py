@@ -121,3 +121,14 @@ def test_streams_are_independent(model):
         b.push(wav_b[i : i + 640])
     alone = encode_in_pieces(model, wav_a, [], chunk_frames=1)
     assert torch.equal(torch.cat(interleaved_a + [a.flush()], 1), alone)
+
+
+@pytest.mark.slow
+def test_compiled_streaming_gives_the_same_codes_and_close_audio(model):
+    wav = tone(1.0)
+    plain = torch.cat(list(encode_chunks(model, [wav], None, 10)), 1)
+    compiled = torch.cat(list(encode_chunks(model, [wav], None, 10, compile=True)), 1)
+    assert torch.equal(compiled, plain)
+    audio = torch.cat(list(decode_chunks(model, plain, 10)))
+    audio_compiled = torch.cat(list(decode_chunks(model, plain, 10, compile=True)))
+    torch.testing.assert_close(audio_compiled, audio, atol=1e-4, rtol=0)
