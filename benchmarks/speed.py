@@ -11,6 +11,11 @@ each best of `--repeats`, weight norm folded, inference mode:
 - compiled (with `--compile`): the streaming path with torch.compile'd encoder and
   decoder, warm-up (compilation) excluded.
 Opus: `opusenc --bitrate 6` and `opusdec` as whole processes on the same audio as WAV.
+EnCodec (the neural peer), when the `encodec` package imports: its 24 kHz model with
+random weights at 6 kbps on the same speech resampled to 24 kHz, whole signal. The
+package needs torchaudio, which has no CPU wheel for this torch; it imports without it
+(`pip install --no-deps encodec einops`) because torchaudio is only used by functions
+not called here, so a stand-in module is put in its place when it is missing.
 Prints times real time and the ratio to Opus.
 """
 
@@ -20,8 +25,10 @@ import argparse
 import platform
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -90,6 +97,29 @@ def streaming_times(model, wav, chunk_frames, repeats, compiled=False) -> tuple[
     return t_enc, t_dec
 
 
+def encodec_times(wav: np.ndarray, sample_rate: int, repeats: int):
+    """(encode, decode) seconds of EnCodec 24 kHz at 6 kbps, or None if not installed."""
+    if "torchaudio" not in sys.modules:
+        try:
+            import torchaudio  # noqa: F401
+        except ImportError:
+            sys.modules["torchaudio"] = types.ModuleType("torchaudio")
+    try:
+        from encodec.model import EncodecModel
+    except ImportError:
+        return None
+    import soxr
+
+    model = EncodecModel.encodec_model_24khz(pretrained=False).eval()
+    model.set_target_bandwidth(6.0)
+    x = torch.from_numpy(soxr.resample(wav, sample_rate, 24000))[None, None]
+    with torch.inference_mode():
+        frames = model.encode(x)
+        t_enc = best_of(repeats, lambda: model.encode(x))
+        t_dec = best_of(repeats, lambda: model.decode(frames))
+    return t_enc, t_dec
+
+
 def _timed(fn) -> float:
     t0 = time.perf_counter()
     fn()
@@ -146,6 +176,11 @@ def main() -> None:
         if args.compile:
             t_enc, t_dec = streaming_times(model, wav, args.chunk_frames, args.repeats, True)
             report(f"compiled streaming, {threads} thread(s)", t_enc, t_dec)
+        peer = encodec_times(wav, sr, args.repeats)
+        if peer:
+            report(f"EnCodec 24 kHz 6 kbps (random weights), {threads} thread(s)", *peer)
+        else:
+            print("EnCodec: not installed (pip install --no-deps encodec einops)")
 
 
 if __name__ == "__main__":

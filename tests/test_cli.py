@@ -155,3 +155,11 @@ def test_a_folder_loads_the_model_once(tmp_path, tiny_model_dir, monkeypatch):
     r = codec("decode", tmp_path / "codes", tmp_path / "wav", "-m", tiny_model_dir)
     assert r.exit_code == 0, r.output
     assert len(loads) == 1
+
+
+def test_thread_count_can_be_chosen(tmp_path, speech_wav, tiny_model_dir):
+    r = codec("encode", speech_wav, tmp_path / "s.codes", "-m", tiny_model_dir, "--threads", "1")
+    assert r.exit_code == 0, r.output
+    r = codec("decode", tmp_path / "s.codes", tmp_path / "s.wav", "-m", tiny_model_dir,
+              "--threads", "0")  # fmt: skip
+    assert r.exit_code == 1 and "--threads must be >= 1" in r.output
