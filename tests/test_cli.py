@@ -158,7 +158,12 @@ def test_a_folder_loads_the_model_once(tmp_path, tiny_model_dir, monkeypatch):
 
 
 def test_thread_count_can_be_chosen(tmp_path, speech_wav, tiny_model_dir):
+    import torch
+
+    before = torch.get_num_threads()
     r = codec("encode", speech_wav, tmp_path / "s.codes", "-m", tiny_model_dir, "--threads", "1")
+    assert torch.get_num_threads() == 1
+    torch.set_num_threads(before)  # this process runs the other tests too
     assert r.exit_code == 0, r.output
     r = codec("decode", tmp_path / "s.codes", tmp_path / "s.wav", "-m", tiny_model_dir,
               "--threads", "0")  # fmt: skip
