@@ -58,11 +58,14 @@ class Conv1d(nn.Module):
         p = self.padding_total
         if p == 0:
             return self.conv(x)
-        if self.state is None:
-            self.state = x.new_zeros(x.shape[0], x.shape[1], p)
         buffer = torch.cat([self.state, x], dim=-1)
-        self.state = buffer[..., buffer.shape[-1] - p :]
+        # Updated in place, so torch.compile sees the same tensor at every call.
+        self.state.copy_(buffer[..., buffer.shape[-1] - p :])
         return self.conv(buffer)
+
+    def _empty_state(self, batch_size: int) -> torch.Tensor:
+        weight = self.conv.weight
+        return weight.new_zeros(batch_size, weight.shape[1], self.padding_total)
 
 
 class ConvTranspose1d(nn.Module):
@@ -106,24 +109,28 @@ class ConvTranspose1d(nn.Module):
         the bias, which the next call adds again) and added on then."""
         y = self.conv(x)
         n = x.shape[-1] * self.stride
-        if self.state is not None:
-            y[..., : self.padding_total] += self.state
+        head = y[..., : self.padding_total] + self.state
         tail = y[..., n:]
         if self.conv.bias is not None:
             tail = tail - self.conv.bias[:, None]
-        self.state = tail
-        return y[..., :n]
+        self.state.copy_(tail)
+        return torch.cat([head, y[..., self.padding_total : n]], dim=-1)
+
+    def _empty_state(self, batch_size: int) -> torch.Tensor:
+        weight = self.conv.weight  # [C_in, C_out, kernel] for a transposed convolution
+        return weight.new_zeros(batch_size, weight.shape[1], self.padding_total)
 
 
-def set_streaming(module: nn.Module, streaming: bool = True) -> nn.Module:
+def set_streaming(module: nn.Module, streaming: bool = True, batch_size: int = 1) -> nn.Module:
     """Switch every convolution under `module` to streaming mode (or back), starting
-    from an empty history either way. Only causal layers can stream."""
+    from an empty (all-zero) history of `batch_size` streams. Only causal layers can
+    stream."""
     for m in module.modules():
         if isinstance(m, (Conv1d, ConvTranspose1d)):
             if streaming and not m.causal:
                 raise ValueError("only a causal model can stream")
             m.streaming = streaming
-            m.state = None
+            m.state = m._empty_state(batch_size) if streaming else None
     return module
 
 
