@@ -486,6 +486,17 @@ def manifest(
         out.print(f"{target}: {summary}", highlight=False, soft_wrap=True)
 
 
+def _register_subcommands() -> None:
+    from codec.commands.evaluate import eval_command
+    from codec.commands.mushra import mushra_app
+
+    app.command("eval")(eval_command)
+    app.add_typer(mushra_app, name="mushra")
+
+
+_register_subcommands()
+
+
 def main() -> None:
     """Console-script entry point."""
     app(prog_name="codec")

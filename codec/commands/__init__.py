@@ -1,0 +1,39 @@
+"""Commands of the `codec` CLI that live in their own modules, and what they share.
+
+Each module defines one Typer command function; `codec/cli.py` registers it. The
+consoles and `user_errors` mirror those of `codec/cli.py` without importing it, so that
+the CLI can import the commands.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from codec.errors import CodecError
+
+out = Console()
+err = Console(stderr=True)
+
+
+def fail(message: str, code: int = 1) -> None:
+    """Print `error: message` on stderr and exit with `code`."""
+    err.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn errors a user can cause into one line on stderr and a non-zero exit."""
+    try:
+        yield
+    except CodecError as e:
+        fail(str(e))
+    except OSError as e:
+        fail(f"{e.filename or ''}: {e.strerror or e}".lstrip(": "))
+    except KeyboardInterrupt:
+        fail("interrupted", 130)
