@@ -10,12 +10,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from codec import bitstream, pretrained
 from codec.audio import audio_info, find_audio_files, iter_audio_blocks
+from codec.commands import err, out
+from codec.commands import fail as _fail
+from codec.commands import user_errors as _user_errors
 from codec.errors import CodecError
 from codec.inference import decode_file, encode_file, output_path
 from codec.models.codec import CodecModel
@@ -26,26 +28,6 @@ app = typer.Typer(
     rich_markup_mode="markdown",
     help="Neural audio codec: compress speech to `.codes` files and back.",
 )
-out = Console()
-err = Console(stderr=True)
-
-
-def _fail(message: str, code: int = 1) -> None:
-    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
-
-
-@contextlib.contextmanager
-def _user_errors() -> Iterator[None]:
-    """Turn errors a user can cause into one line on stderr and a non-zero exit."""
-    try:
-        yield
-    except CodecError as e:
-        _fail(str(e))
-    except OSError as e:
-        _fail(f"{e.filename or ''}: {e.strerror or e}".lstrip(": "))
-    except KeyboardInterrupt:
-        _fail("interrupted", 130)
 
 
 def _set_threads(threads: int | None) -> None:

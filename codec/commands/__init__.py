@@ -1,8 +1,8 @@
 """Commands of the `codec` CLI that live in their own modules, and what they share.
 
 Each module defines one Typer command function; `codec/cli.py` registers it. The
-consoles and `user_errors` mirror those of `codec/cli.py` without importing it, so that
-the CLI can import the commands.
+consoles and `user_errors` live here, below the CLI, so that `codec/cli.py` and every
+command share them without importing each other.
 """
 
 from __future__ import annotations

@@ -99,7 +99,21 @@ class STFTDiscriminator(nn.Module):
         return self.conv_post(x), features
 
 
-class MultiScaleSTFTDiscriminator(nn.Module):
+class _Scales(nn.Module):
+    """Sub-discriminators (`self.discriminators`) applied to the same audio."""
+
+    discriminators: nn.ModuleList
+
+    def forward(self, wav: torch.Tensor) -> DiscriminatorOutput:
+        logits, features = [], []
+        for disc in self.discriminators:
+            lg, ft = disc(wav)
+            logits.append(lg)
+            features.append(ft)
+        return DiscriminatorOutput(logits, features)
+
+
+class MultiScaleSTFTDiscriminator(_Scales):
     """EnCodec's MS-STFT discriminator: one `STFTDiscriminator` per FFT size.
 
     Args:
@@ -111,14 +125,6 @@ class MultiScaleSTFTDiscriminator(nn.Module):
     def __init__(self, filters: int = 32, n_ffts: tuple[int, ...] = (1024, 2048, 512)) -> None:
         super().__init__()
         self.discriminators = nn.ModuleList(STFTDiscriminator(filters, n) for n in n_ffts)
-
-    def forward(self, wav: torch.Tensor) -> DiscriminatorOutput:
-        logits, features = [], []
-        for disc in self.discriminators:
-            lg, ft = disc(wav)
-            logits.append(lg)
-            features.append(ft)
-        return DiscriminatorOutput(logits, features)
 
 
 class PeriodDiscriminator(nn.Module):
@@ -164,7 +170,7 @@ class PeriodDiscriminator(nn.Module):
         return self.conv_post(x), features
 
 
-class MultiPeriodDiscriminator(nn.Module):
+class MultiPeriodDiscriminator(_Scales):
     """HiFi-GAN's multi-period discriminator: one `PeriodDiscriminator` per period.
 
     Shapes: `[B, 1, T] -> DiscriminatorOutput` with `len(periods)` entries.
@@ -177,14 +183,6 @@ class MultiPeriodDiscriminator(nn.Module):
     ) -> None:
         super().__init__()
         self.discriminators = nn.ModuleList(PeriodDiscriminator(p, channels) for p in periods)
-
-    def forward(self, wav: torch.Tensor) -> DiscriminatorOutput:
-        logits, features = [], []
-        for disc in self.discriminators:
-            lg, ft = disc(wav)
-            logits.append(lg)
-            features.append(ft)
-        return DiscriminatorOutput(logits, features)
 
 
 class CombinedDiscriminator(nn.Module):
