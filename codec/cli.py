@@ -198,7 +198,8 @@ def decode(
         bool, typer.Option("--raw", help="On stdout, raw 16-bit PCM instead of WAV.")
     ] = False,
     compile_: Annotated[
-        bool, typer.Option("--compile", help="torch.compile the decoder (pays off on long audio).")
+        bool,
+        typer.Option("--compile", help="torch.compile the decoder (slower than eager on CPU)."),
     ] = False,
     threads: Annotated[
         int | None,

@@ -136,7 +136,8 @@ class ConvTranspose1d(nn.Module):
         weight = self.conv.weight  # [C_in, C_out, kernel] for a transposed convolution
         if weight.shape[-1] % self.stride:
             raise ValueError("streaming needs a kernel size that is a multiple of the stride")
-        self._polyphase_cache = None  # rebuilt from the current weights
+        self._polyphase_cache = None
+        self._polyphase()  # from the current weights, before any call (and any tracing)
         taps = weight.shape[-1] // self.stride
         return weight.new_zeros(batch_size, weight.shape[0], max(taps - 1, 0))
 
