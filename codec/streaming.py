@@ -38,8 +38,13 @@ def _streaming_copy(model: CodecModel, part: str, compile: bool) -> torch.nn.Mod
         raise CodecError("streaming needs a causal model; this one looks ahead")
     # A private copy holds this stream's history, so one model can serve many streams.
     module = set_streaming(copy.deepcopy(getattr(model, part)).eval())
-    # Compiled per chunk shape: the first chunks (and a shorter last one) compile.
-    return torch.compile(module, dynamic=False) if compile else module
+    if not compile:
+        return module
+    # The graph breaks at each transposed convolution, and each residual unit between
+    # them compiles on its own (12 in the default decoder): more than dynamo's default
+    # of 8 compilations of one function. Each chunk shape compiles once.
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+    return torch.compile(module, dynamic=False)
 
 
 class StreamingEncoder:
