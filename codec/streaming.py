@@ -28,7 +28,7 @@ import torch
 
 from codec.errors import CodecError
 from codec.models.codec import CodecModel
-from codec.nn.conv import set_streaming
+from codec.nn.conv import ConvTranspose1d, set_streaming
 
 CHUNK_FRAMES = 100  # 2 s at 50 Hz: activations stay in cache, calls stay few
 
@@ -40,9 +40,13 @@ def _streaming_copy(model: CodecModel, part: str, compile: bool) -> torch.nn.Mod
     module = set_streaming(copy.deepcopy(getattr(model, part)).eval())
     if not compile:
         return module
-    # The graph breaks at each transposed convolution, and each residual unit between
-    # them compiles on its own (12 in the default decoder): more than dynamo's default
-    # of 8 compilations of one function. Each chunk shape compiles once.
+    # Transposed convolutions stay eager: inductor's code for their polyphase GEMM and
+    # interleave is twice as slow as eager on CPU. The graph breaks there, and each
+    # residual unit between them compiles on its own (12 in the default decoder), more
+    # than dynamo's default of 8 compilations of one function.
+    for m in module.modules():
+        if isinstance(m, ConvTranspose1d):
+            m._forward_streaming = torch.compiler.disable(m._forward_streaming)
     torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
     return torch.compile(module, dynamic=False)
 

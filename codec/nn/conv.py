@@ -104,9 +104,6 @@ class ConvTranspose1d(nn.Module):
             left = self.padding_total - right
         return y[..., left : y.shape[-1] - right]
 
-    # Eager even under torch.compile: inductor's code for this GEMM and interleave is
-    # twice as slow as eager on CPU (the residual units around it still compile).
-    @torch.compiler.disable
     def _forward_streaming(self, x: torch.Tensor) -> torch.Tensor:
         """The next `x.shape[-1] * stride` outputs, computed in polyphase form: with
         `kernel_size = m * stride`, the `stride` outputs of input step t are a plain
