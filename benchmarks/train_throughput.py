@@ -22,10 +22,10 @@ import numpy as np
 import torch
 
 from codec.audio import save_audio
-from codec.config import load_recipe
+from codec.config import load_recipe, replace_recipe
 from codec.train import distributed
 from codec.train.data import loader
-from codec.train.loop import Trainer, replace_recipe
+from codec.train.loop import Trainer
 
 REPO = Path(__file__).resolve().parent.parent
 

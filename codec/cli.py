@@ -379,8 +379,7 @@ def train(
         torchrun --nproc_per_node 4 -m codec train recipes/librispeech/codec16k.yaml
     """
     with _user_errors():
-        from codec.config import load_recipe
-        from codec.train.loop import replace_recipe
+        from codec.config import load_recipe, replace_recipe
         from codec.train.loop import train as run_training
 
         r = load_recipe(recipe, overrides or [])

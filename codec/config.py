@@ -306,3 +306,15 @@ def _resolve_data_paths(data: dict[str, Any], base: Path, only: str | None = Non
         value = section.get(name)
         if isinstance(value, str) and value:
             section[name] = str((base / Path(value).expanduser()).resolve())
+
+
+def replace_recipe(recipe: Recipe, **sections: dict[str, Any]) -> Recipe:
+    """`recipe` with fields of some sections (a dict per section) or top-level keys
+    changed: `replace_recipe(r, schedule={"steps": 10}, compile=True)`."""
+    changes = {
+        name: dataclasses.replace(getattr(recipe, name), **values)
+        if isinstance(values, dict)
+        else values
+        for name, values in sections.items()
+    }
+    return dataclasses.replace(recipe, **changes)

@@ -15,7 +15,6 @@ slice of every global batch; the EMA codebooks pool their statistics across repl
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import math
 from collections.abc import Callable, Iterator
@@ -44,7 +43,7 @@ from codec.train.losses import (
     MultiScaleMelLoss,
     WaveformL1,
 )
-from codec.train.manifest import Entry, read_manifest, scan_folder, split_entries
+from codec.train.manifest import recipe_entries
 from codec.train.validate import validate
 
 CHECKPOINT = "checkpoint.pt"
@@ -215,7 +214,7 @@ class Trainer:
 
     def _build_data(self) -> None:
         r = self.recipe
-        train_entries, valid_entries = load_entries(r, self._note)
+        train_entries, valid_entries = recipe_entries(r.data, self._note)
         segment = int(r.data.segment_seconds * r.model.sample_rate)
         self.dataset = SegmentDataset(
             train_entries,
@@ -466,31 +465,6 @@ class Trainer:
         self.valid_metrics = dict(state.get("valid", {}))
 
 
-def load_entries(
-    recipe: Recipe, note: Callable[[str], None] = print
-) -> tuple[list[Entry], list[Entry]]:
-    """The training and validation files of a recipe's data section."""
-    d = recipe.data
-    if not d.root and not d.manifest:
-        raise CodecError("the recipe names no data: set data.root=DIR (a folder of audio)")
-    manifest = Path(d.manifest) if d.manifest else Path(d.root) / "manifest.tsv"
-    if d.manifest or manifest.is_file():
-        entries = read_manifest(manifest)
-    else:
-        if not Path(d.root).is_dir():
-            raise CodecError(f"{d.root}: no such folder of training audio")
-        scan = scan_folder(d.root, valid_fraction=d.valid_fraction)
-        for reason in scan.skipped:
-            note(f"skipped {reason}")
-        entries = scan.entries
-    train_entries, valid_entries = split_entries(
-        entries, d.train_split, d.valid_split, d.valid_fraction
-    )
-    if not train_entries:
-        raise CodecError(f"{d.manifest or d.root}: no training audio (split '{d.train_split}')")
-    return train_entries, valid_entries
-
-
 def _autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
     use_bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
     if not use_bf16:
@@ -503,14 +477,3 @@ def _no_sync(module: nn.Module | None, sync: bool) -> contextlib.AbstractContext
     if sync or not isinstance(module, DistributedDataParallel):
         return contextlib.nullcontext()
     return module.no_sync()
-
-
-def replace_recipe(recipe: Recipe, **sections: dict[str, Any]) -> Recipe:
-    """`recipe` with some fields of some sections changed (for tests and scripts)."""
-    changes = {
-        name: dataclasses.replace(getattr(recipe, name), **values)
-        if isinstance(values, dict)
-        else values
-        for name, values in sections.items()
-    }
-    return dataclasses.replace(recipe, **changes)

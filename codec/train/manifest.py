@@ -14,12 +14,13 @@ import hashlib
 import io
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from codec.atomic import write_bytes_atomic
 from codec.audio import audio_info, find_audio_files
+from codec.config import DataConfig
 from codec.errors import AudioError, CodecError
 
 COLUMNS = ("path", "seconds", "sample_rate", "speaker", "split")
@@ -274,3 +275,28 @@ def _hash_fraction(key: str) -> float:
 def _check_fraction(valid_fraction: float) -> None:
     if not 0 <= valid_fraction < 1:
         raise CodecError(f"valid_fraction must be in [0, 1), got {valid_fraction}")
+
+
+def recipe_entries(
+    d: DataConfig, note: Callable[[str], None] = print
+) -> tuple[list[Entry], list[Entry]]:
+    """The training and validation files of a recipe's `data` section: its manifest,
+    the root's `manifest.tsv`, or a scan of the root (skipped files go to `note`)."""
+    if not d.root and not d.manifest:
+        raise CodecError("the recipe names no data: set data.root=DIR (a folder of audio)")
+    manifest = Path(d.manifest) if d.manifest else Path(d.root) / "manifest.tsv"
+    if d.manifest or manifest.is_file():
+        entries = read_manifest(manifest)
+    else:
+        if not Path(d.root).is_dir():
+            raise CodecError(f"{d.root}: no such folder of training audio")
+        scan = scan_folder(d.root, valid_fraction=d.valid_fraction)
+        for reason in scan.skipped:
+            note(f"skipped {reason}")
+        entries = scan.entries
+    train_entries, valid_entries = split_entries(
+        entries, d.train_split, d.valid_split, d.valid_fraction
+    )
+    if not train_entries:
+        raise CodecError(f"{d.manifest or d.root}: no training audio (split '{d.train_split}')")
+    return train_entries, valid_entries

@@ -18,10 +18,10 @@ from typer.testing import CliRunner
 from codec import pretrained
 from codec.audio import save_audio
 from codec.cli import app
-from codec.config import load_recipe
+from codec.config import load_recipe, replace_recipe
 from codec.errors import CodecError
 from codec.train.checkpoint import load_checkpoint
-from codec.train.loop import cosine_with_warmup, replace_recipe, train
+from codec.train.loop import cosine_with_warmup, train
 from tests.conftest import tone
 
 REPO = Path(__file__).parents[2]
