@@ -70,6 +70,20 @@ class Emission(nn.Module):
         return lp * mask
 
     @staticmethod
+    def sample(params: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Draw frames `[..., 3]`: voicing from its Bernoulli, log-F0 and log energy from
+        their Gaussians; log-F0 is 0 on unvoiced frames, where it has no meaning."""
+        f0_mean, f0_log_var, e_mean, e_log_var, v_logit = params.unbind(-1)
+        shape, kw = f0_mean.shape, {"device": params.device, "dtype": params.dtype}
+        noise = torch.randn((2, *shape), generator=generator, **kw)
+        voiced = (torch.rand(shape, generator=generator, **kw) < torch.sigmoid(v_logit)).to(
+            params.dtype
+        )
+        f0 = f0_mean + torch.exp(0.5 * f0_log_var.clamp(*LOG_VAR_RANGE)) * noise[0]
+        energy = e_mean + torch.exp(0.5 * e_log_var.clamp(*LOG_VAR_RANGE)) * noise[1]
+        return torch.stack([f0 * voiced, voiced, energy], dim=-1)
+
+    @staticmethod
     def mean(params: torch.Tensor) -> torch.Tensor:
         """The most likely frame `[..., 3]`: means, and voicing where p > 0.5."""
         f0_mean, _, e_mean, _, v_logit = params.unbind(-1)
