@@ -350,6 +350,7 @@ def models() -> None:
 def _register_subcommands() -> None:
     from codec.commands.evaluate import eval_command
     from codec.commands.mushra import mushra_app
+    from codec.commands.prosody import prosody_app
     from codec.commands.train import export_command, manifest_command, train_command
 
     app.command("train", context_settings={"allow_interspersed_args": True})(train_command)
@@ -357,6 +358,7 @@ def _register_subcommands() -> None:
     app.command("manifest")(manifest_command)
     app.command("eval")(eval_command)
     app.add_typer(mushra_app, name="mushra")
+    app.add_typer(prosody_app, name="prosody")
 
 
 _register_subcommands()

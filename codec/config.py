@@ -318,3 +318,108 @@ def replace_recipe(recipe: Recipe, **sections: dict[str, Any]) -> Recipe:
         for name, values in sections.items()
     }
     return dataclasses.replace(recipe, **changes)
+
+
+@dataclass(frozen=True)
+class ProsodyModelSection:
+    """Which prosody model to train and its sizes.
+
+    `kind` is "rnn" (no latents), "vrae" (one global latent), "vrnn", "srnn" (a latent
+    per frame) or "ladder" (a hierarchy of global latents). `latent` sizes the per-frame
+    or global latent; `latents` the ladder's layers, bottom to top.
+    """
+
+    kind: str = "vrnn"
+    hidden: int = 64
+    latent: int = 16
+    latents: tuple[int, ...] = (16, 8, 4)
+
+
+@dataclass(frozen=True)
+class ProsodyFeatureSection:
+    """Where extracted features are cached and how they are cut.
+
+    `normalise` "speaker" standardises log-F0 and log energy per speaker (statistics of
+    the training files; speakers unseen in training fall back to per utterance),
+    "utterance" per utterance. Training crops `segment_frames` frames; validation
+    scores whole utterances up to `valid_frames` frames. `cache_dir` is relative to the
+    working directory.
+    """
+
+    cache_dir: str = ".prosody_cache"
+    normalise: str = "speaker"
+    segment_frames: int = 200
+    valid_frames: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.normalise not in ("speaker", "utterance"):
+            raise ConfigError(
+                f"features.normalise must be speaker or utterance, got {self.normalise!r}"
+            )
+        if self.segment_frames < 1 or self.valid_frames < 1:
+            raise ConfigError("features.segment_frames and valid_frames must be >= 1")
+
+
+@dataclass(frozen=True)
+class ProsodyTrainSection:
+    """Optimisation of a prosody model: AdamW, clipping, KL annealing and free bits.
+
+    `kl_schedule` is "linear" or "cosine" (rising to 1 at `kl_warmup`) or "cyclical"
+    (period `kl_period`). With `length_aware_lr`, each step's learning rate is scaled by
+    `sqrt(frames_in_batch / (batch_size * segment_frames))` (the square-root rule for
+    batch size, counted in real frames), so batches padded with short utterances take
+    smaller steps. `iwae_k` samples give the final IWAE bound.
+    """
+
+    steps: int = 2000
+    batch_size: int = 16
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    grad_clip: float = 5.0
+    kl_schedule: str = "linear"
+    kl_warmup: int = 500
+    kl_period: int = 500
+    free_bits: float = 0.0
+    length_aware_lr: bool = True
+    log_every: int = 50
+    checkpoint_every: int = 250
+    valid_every: int = 500
+    iwae_k: int = 50
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kl_schedule not in ("linear", "cosine", "cyclical"):
+            raise ConfigError(
+                f"train.kl_schedule must be linear, cosine or cyclical, got {self.kl_schedule!r}"
+            )
+        if min(self.steps, self.batch_size, self.iwae_k) < 1:
+            raise ConfigError("train.steps, batch_size and iwae_k must be >= 1")
+        if min(self.log_every, self.checkpoint_every, self.valid_every) < 1:
+            raise ConfigError("train.log_every, checkpoint_every and valid_every must be >= 1")
+
+
+@dataclass(frozen=True)
+class ProsodyRecipe:
+    """One prosody-model training run: the model, its data, features and optimisation."""
+
+    model: ProsodyModelSection = ProsodyModelSection()
+    data: DataConfig = DataConfig()
+    features: ProsodyFeatureSection = ProsodyFeatureSection()
+    train: ProsodyTrainSection = ProsodyTrainSection()
+
+
+def load_prosody_recipe(path: str | Path, overrides: list[str] | None = None) -> ProsodyRecipe:
+    """Read a YAML prosody recipe; `overrides` are `section.key=value` strings, as for
+    `load_recipe` (e.g. `model.kind=vrae`)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise ConfigError(f"{path}: cannot read recipe ({e})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a recipe is a mapping of sections, got {type(data).__name__}")
+    _resolve_data_paths(data, Path(path).parent)
+    for item in overrides or []:
+        _apply_override(data, item)
+    return from_dict(ProsodyRecipe, data, where=str(path))
