@@ -1,4 +1,4 @@
-"""`codec prosody`: train the prosody VAEs (evaluation and analysis commands to come)."""
+"""`codec prosody`: train the prosody VAEs and look at what they make of an utterance."""
 
 from __future__ import annotations
 
@@ -49,3 +49,36 @@ def train_command(
             f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()
         )
         out.print(f"{run_dir}: {figures}", highlight=False, soft_wrap=True)
+
+
+@prosody_app.command("analyze")
+def analyze_command(
+    wav: Annotated[Path, typer.Argument(help="An utterance (WAV, FLAC, OGG).")],
+    run: Annotated[Path, typer.Option("--run", "-r", help="A `codec prosody train` run folder.")],
+    plot: Annotated[
+        Path | None, typer.Option("--plot", "-p", help="Write contours and latents as PNG.")
+    ] = None,
+) -> None:
+    """Show what a trained prosody model makes of one utterance: its F0 and energy
+    contours, the model's reconstruction, the errors and the latents.
+
+    Examples:
+
+        codec prosody analyze speech.wav --run runs/prosody-vrae --plot speech.png
+    """
+    with user_errors():
+        from codec.eval.prosody_analysis import analyze, plot_analysis
+
+        a = analyze(run, wav)
+        out.print(
+            f"{wav} ({a.kind}, {len(a.reference)} frames): ELBO {a.elbo_per_frame:.3f} "
+            f"nats/frame, F0 RMSE {a.f0_rmse_cents:.0f} cents, "
+            f"voicing error {a.voicing_error:.1%}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        for name, means in a.latents.items():
+            shown = " ".join(f"{v:+.2f}" for v in means)
+            out.print(f"  {name}: {shown}", highlight=False, soft_wrap=True)
+        if plot:
+            out.print(f"  plot: {plot_analysis(a, plot)}", highlight=False, soft_wrap=True)

@@ -172,3 +172,33 @@ def test_codec_prosody_train_runs_from_the_shipped_recipe(corpus, tmp_path):
     assert (tmp_path / "run" / "metrics.json").is_file()
     again = CliRunner().invoke(app, args)  # the folder holds a run: refused without --resume
     assert again.exit_code == 1 and "Traceback" not in again.output
+
+
+@pytest.mark.parametrize("kind", ["vrae", "ladder", "vrnn"])
+def test_codec_prosody_analyze_draws_an_utterance(corpus, tmp_path, kind):
+    from typer.testing import CliRunner
+
+    from codec.cli import app
+
+    root, _ = corpus
+    train_prosody(tiny_recipe(corpus, kind, steps=2), tmp_path / "run", log=lambda _: None)
+    clip = next(root.rglob("*.wav"))
+    png = tmp_path / "analysis.png"
+    result = CliRunner().invoke(
+        app, ["prosody", "analyze", str(clip), "--run", str(tmp_path / "run"), "--plot", str(png)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "cents" in result.output and "voicing error" in result.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    if kind in ("vrae", "ladder"):
+        assert ("z:" in result.output) or ("layer0:" in result.output)
+
+
+def test_codec_prosody_analyze_without_a_run_is_a_one_line_error(corpus, tmp_path):
+    from typer.testing import CliRunner
+
+    from codec.cli import app
+
+    clip = next(corpus[0].rglob("*.wav"))
+    result = CliRunner().invoke(app, ["prosody", "analyze", str(clip), "--run", str(tmp_path)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
