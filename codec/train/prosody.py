@@ -93,14 +93,32 @@ class ProsodyData:
         train_entries, valid_entries = recipe_entries(recipe.data, note)
         if not valid_entries:
             raise CodecError("no validation audio: add a valid split or set data.valid_fraction")
-        cache = recipe.features.cache_dir
-        raw_train = [cached_extract(e.path, ProsodyConfig(), cache) for e in train_entries]
-        raw_valid = [cached_extract(e.path, ProsodyConfig(), cache) for e in valid_entries]
+        train_entries, raw_train = self._extract(train_entries, note)
+        valid_entries, raw_valid = self._extract(valid_entries, note)
+        if not valid_entries:
+            raise CodecError("no readable validation audio")
         self.normalizer = self._fit(train_entries, raw_train)
         self.train = self._prepare(train_entries, raw_train)
         self.valid = self._prepare(valid_entries, raw_valid)
         if not self.train:
             raise CodecError("every training file is shorter than one prosody frame")
+
+    def _extract(
+        self, entries: list[Entry], note: Callable[[str], None]
+    ) -> tuple[list[Entry], list[ProsodyFeatures]]:
+        """Features of the readable files (cached); an unreadable file is reported and
+        skipped, so one bad file never stops a run."""
+        kept, features = [], []
+        for entry in entries:
+            try:
+                features.append(
+                    cached_extract(entry.path, ProsodyConfig(), self.recipe.features.cache_dir)
+                )
+            except CodecError as e:
+                note(f"skipped {e}")
+                continue
+            kept.append(entry)
+        return kept, features
 
     def _fit(self, entries: list[Entry], features: list[ProsodyFeatures]) -> Normalizer:
         by_speaker: dict[str, list[ProsodyFeatures]] = {}

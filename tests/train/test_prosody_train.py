@@ -202,3 +202,16 @@ def test_codec_prosody_analyze_without_a_run_is_a_one_line_error(corpus, tmp_pat
     clip = next(corpus[0].rglob("*.wav"))
     result = CliRunner().invoke(app, ["prosody", "analyze", str(clip), "--run", str(tmp_path)])
     assert result.exit_code == 1 and "Traceback" not in result.output
+
+
+def test_an_unreadable_file_is_reported_and_skipped(corpus, tmp_path):
+    import shutil
+
+    root, cache = corpus
+    copy = tmp_path / "corpus"
+    shutil.copytree(root, copy)
+    (copy / "low" / "broken.wav").write_bytes(b"RIFF\x24\x00\x00\x00WAVEgarbage")
+    notes: list[str] = []
+    data = ProsodyData(tiny_recipe((copy, cache)), note=notes.append)
+    assert any("broken.wav" in n for n in notes)
+    assert len(data.train) + len(data.valid) == 6
