@@ -102,7 +102,8 @@ def plot_analysis(a: Analysis, path: str | Path, frame_rate: float = 50.0) -> Pa
     fig = Figure(figsize=(9, 2.4 * rows))
     axes = fig.subplots(rows, 1)
     t = np.arange(len(a.reference)) / frame_rate
-    for seq, label in ((a.reference, "utterance"), (a.reconstruction, f"{a.kind} reconstruction")):
+    recon = f"{a.kind}, teacher-forced reconstruction"
+    for seq, label in ((a.reference, "utterance"), (a.reconstruction, recon)):
         seq = seq.numpy()
         hz = np.exp(seq[:, 0] * a.stats.f0_std + a.stats.f0_mean)
         axes[0].plot(t, np.where(seq[:, 1] > 0.5, hz, np.nan), label=label)
