@@ -255,6 +255,11 @@ class Recipe:
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     """Read a YAML recipe; `overrides` are `section.key=value` (or `key=value` for the
     top-level keys) strings whose values are parsed as YAML."""
+    return _load_yaml(Recipe, path, overrides)
+
+
+def _load_yaml(cls: type[T], path: str | Path, overrides: list[str] | None) -> T:
+    """A recipe dataclass from YAML: data paths resolved, overrides applied, keys checked."""
     import yaml
 
     try:
@@ -266,7 +271,7 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     _resolve_data_paths(data, Path(path).parent)
     for item in overrides or []:
         _apply_override(data, item)
-    return from_dict(Recipe, data, where=str(path))
+    return from_dict(cls, data, where=str(path))
 
 
 def _apply_override(data: dict[str, Any], item: str) -> None:
@@ -411,15 +416,4 @@ class ProsodyRecipe:
 def load_prosody_recipe(path: str | Path, overrides: list[str] | None = None) -> ProsodyRecipe:
     """Read a YAML prosody recipe; `overrides` are `section.key=value` strings, as for
     `load_recipe` (e.g. `model.kind=vrae`)."""
-    import yaml
-
-    try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
-    except (OSError, yaml.YAMLError) as e:
-        raise ConfigError(f"{path}: cannot read recipe ({e})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a recipe is a mapping of sections, got {type(data).__name__}")
-    _resolve_data_paths(data, Path(path).parent)
-    for item in overrides or []:
-        _apply_override(data, item)
-    return from_dict(ProsodyRecipe, data, where=str(path))
+    return _load_yaml(ProsodyRecipe, path, overrides)

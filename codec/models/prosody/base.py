@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from codec.models.prosody.objectives import bernoulli_log_prob, gaussian_log_prob
+from codec.models.prosody import objectives
+from codec.models.prosody.objectives import Gaussian, bernoulli_log_prob, gaussian_log_prob
 
 FEATURES = 3  # log-F0, voicing, log energy
 EMISSION_PARAMS = 5  # mean and log-variance of log-F0 and of log energy, voicing logit
@@ -99,3 +100,26 @@ def shift_right(x: torch.Tensor) -> torch.Tensor:
 def frames_of(mask: torch.Tensor) -> torch.Tensor:
     """Real frames per sequence `[B]` (at least 1, so per-frame means are defined)."""
     return mask.sum(dim=1).clamp_min(1).to(torch.float32)
+
+
+def split_gaussian(params: torch.Tensor) -> Gaussian:
+    """A layer's output `[..., 2D]` as a Gaussian: mean and log-variance (clamped to
+    `LOG_VAR_RANGE`)."""
+    mean, log_var = params.chunk(2, dim=-1)
+    return Gaussian(mean, log_var.clamp(*LOG_VAR_RANGE))
+
+
+def kl_term(kl: torch.Tensor, bits: float) -> torch.Tensor:
+    """The KL `[B, ...]` as it enters the loss: summed, or after free bits (Kingma et al.
+    2016) per dimension when `bits > 0` (a batch mean, so counted once per sequence)."""
+    if bits > 0:
+        return objectives.free_bits(kl, bits) * kl.shape[0]
+    return kl.sum()
+
+
+def annealed_loss(
+    rec: torch.Tensor, kl: torch.Tensor, frames: torch.Tensor, kl_weight: float
+) -> torch.Tensor:
+    """`-(rec.sum() - kl_weight * kl) / frames.sum()`: the negative annealed bound per
+    real frame, `kl` being the (free-bits) KL term of the batch."""
+    return -(rec.sum() - kl_weight * kl) / frames.sum()

@@ -20,11 +20,13 @@ from codec.errors import ConfigError
 from codec.models.prosody import objectives
 from codec.models.prosody.base import (
     FEATURES,
-    LOG_VAR_RANGE,
     BoundOutput,
     Emission,
+    annealed_loss,
     frames_of,
+    kl_term,
     shift_right,
+    split_gaussian,
 )
 from codec.models.prosody.objectives import Gaussian
 
@@ -65,11 +67,6 @@ class LadderInference:
     q: list[Gaussian]
     p: list[Gaussian]
     bottom_up: list[Gaussian]
-
-
-def _split(params: torch.Tensor) -> Gaussian:
-    mean, log_var = params.chunk(2, dim=-1)
-    return Gaussian(mean, log_var.clamp(*LOG_VAR_RANGE))
 
 
 def _log_density(z: list[torch.Tensor], gaussians: list[Gaussian]) -> list[torch.Tensor]:
@@ -128,7 +125,7 @@ class LadderVAE(nn.Module):
         estimates = []
         for layer, head in zip(self.bottom_up, self.bottom_up_heads, strict=True):
             h = layer(h)
-            estimates.append(_split(head(h)))
+            estimates.append(split_gaussian(head(h)))
         return estimates
 
     def _top_down(
@@ -140,7 +137,7 @@ class LadderVAE(nn.Module):
         q, p = [top], [Gaussian(zero, zero)]  # the top posterior is the bottom-up estimate
         z = [self._draw(top, generator, sample)]
         for l in range(self.n_layers - 2, -1, -1):  # noqa: E741 (the papers' layer index)
-            prior = _split(self.top_down[l](z[0]))
+            prior = split_gaussian(self.top_down[l](z[0]))
             post = objectives.precision_weighted_fusion(*bottom_up[l], *prior)
             q.insert(0, post)
             p.insert(0, prior)
@@ -187,12 +184,9 @@ class LadderVAE(nn.Module):
         rec = self.emission.log_prob(x, self._emission_params(x, inf.z), mask).sum(1)
         kls = [objectives.gaussian_kl(*q, *p) for q, p in zip(inf.q, inf.p, strict=True)]
         kl = sum(k.sum(-1) for k in kls)
-        kl_term = sum(
-            w * (x.shape[0] * objectives.free_bits(k, free_bits) if free_bits > 0 else k.sum())
-            for w, k in zip(weights, kls, strict=True)
-        )
+        weighted = sum(w * kl_term(k, free_bits) for w, k in zip(weights, kls, strict=True))
         frames = frames_of(mask)
-        loss = -(rec.sum() - kl_weight * kl_term) / frames.sum()
+        loss = annealed_loss(rec, weighted, frames, kl_weight)
         per_dim = {f"layer{i}": k.mean(0).detach() for i, k in enumerate(kls)}
         return BoundOutput(rec - kl, rec, kl, frames, loss, per_dim)
 
@@ -235,7 +229,7 @@ class LadderVAE(nn.Module):
         zero = ref.new_zeros(n, self.config.latents[-1])
         z = [self._draw(Gaussian(zero, zero), generator, True)]
         for l in range(self.n_layers - 2, -1, -1):  # noqa: E741
-            z.insert(0, self._draw(_split(self.top_down[l](z[0])), generator, True))
+            z.insert(0, self._draw(split_gaussian(self.top_down[l](z[0])), generator, True))
         latents = torch.cat(z, -1).unsqueeze(1)
         x_prev, state, frames = ref.new_zeros(n, 1, FEATURES), None, []
         for _ in range(T):

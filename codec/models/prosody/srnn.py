@@ -17,11 +17,13 @@ from codec.errors import ConfigError
 from codec.models.prosody import objectives
 from codec.models.prosody.base import (
     FEATURES,
-    LOG_VAR_RANGE,
     BoundOutput,
     Emission,
+    annealed_loss,
     frames_of,
+    kl_term,
     shift_right,
+    split_gaussian,
 )
 from codec.models.prosody.objectives import Gaussian
 
@@ -60,11 +62,6 @@ def reverse_padded(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 def _gaussian_head(n_in: int, hidden: int, latent: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(n_in, hidden), nn.Tanh(), nn.Linear(hidden, 2 * latent))
-
-
-def _split(params: torch.Tensor) -> Gaussian:
-    mean, log_var = params.chunk(2, dim=-1)
-    return Gaussian(mean, log_var.clamp(*LOG_VAR_RANGE))
 
 
 def _noise(like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -111,8 +108,8 @@ class SRNN(nn.Module):
         self, z_prev: torch.Tensor, d_t: torch.Tensor, a_t: torch.Tensor
     ) -> tuple[Gaussian, Gaussian]:
         """Posterior `q(z_t | z_{t-1}, a_t)` and prior `p(z_t | z_{t-1}, d_t)`, `[N, D]`."""
-        p = _split(self.prior(torch.cat([z_prev, d_t], -1)))
-        q = _split(self.posterior(torch.cat([z_prev, a_t], -1)))
+        p = split_gaussian(self.prior(torch.cat([z_prev, d_t], -1)))
+        q = split_gaussian(self.posterior(torch.cat([z_prev, a_t], -1)))
         if self.config.resq:
             q = Gaussian(p.mean + q.mean, q.log_var)
         return q, p
@@ -153,12 +150,8 @@ class SRNN(nn.Module):
         rec = self.emission.log_prob(x, self._emit(path.z, d), mask).sum(1)
         kl_tdim = objectives.gaussian_kl(*path.q, *path.p) * mask.unsqueeze(-1)  # [B, T, D]
         kl = kl_tdim.sum((1, 2))
-        if free_bits > 0:
-            kl_term = x.shape[0] * objectives.free_bits(kl_tdim, free_bits)
-        else:
-            kl_term = kl.sum()
         frames = frames_of(mask)
-        loss = -(rec.sum() - kl_weight * kl_term) / frames.sum()
+        loss = annealed_loss(rec, kl_term(kl_tdim, free_bits), frames, kl_weight)
         return BoundOutput(rec - kl, rec, kl, frames, loss, kl_tdim.mean(0).detach())
 
     @torch.no_grad()
@@ -212,7 +205,7 @@ class SRNN(nn.Module):
         for _ in range(T):
             d, state = self.forward_rnn(x_prev, state)
             d = d[:, 0]
-            p = _split(self.prior(torch.cat([z_prev, d], -1)))
+            p = split_gaussian(self.prior(torch.cat([z_prev, d], -1)))
             z_prev = p.mean + (0.5 * p.log_var).exp() * _noise(p.mean, generator)
             x_t = Emission.sample(self._emit(z_prev, d), generator)
             frames.append(x_t)

@@ -14,7 +14,15 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from codec.models.prosody import objectives
-from codec.models.prosody.base import FEATURES, BoundOutput, Emission, frames_of, shift_right
+from codec.models.prosody.base import (
+    FEATURES,
+    BoundOutput,
+    Emission,
+    annealed_loss,
+    frames_of,
+    kl_term,
+    shift_right,
+)
 from codec.models.prosody.objectives import Gaussian
 
 
@@ -27,19 +35,6 @@ class VRAEConfig:
 
     hidden: int = 64
     latent: int = 16
-
-
-def annealed_loss(
-    rec: torch.Tensor, kl_per_dim: torch.Tensor, frames: torch.Tensor, kl_weight: float, bits: float
-) -> torch.Tensor:
-    """`-(rec - kl_weight * kl_term).sum() / frames.sum()`, the negative annealed bound per
-    real frame; `kl_term` is the KL `[B, D]` summed over D, or after free bits (Kingma et al.
-    2016) per dimension when `bits > 0` (the batch mean, so counted once per sequence)."""
-    if bits > 0:
-        kl_term = objectives.free_bits(kl_per_dim, bits) * rec.shape[0]
-    else:
-        kl_term = kl_per_dim.sum()
-    return -(rec.sum() - kl_weight * kl_term) / frames.sum()
 
 
 class VRAE(nn.Module):
@@ -94,7 +89,7 @@ class VRAE(nn.Module):
             rec=rec,
             kl=kl,
             frames=frames,
-            loss=annealed_loss(rec, kl_dims, frames, kl_weight, free_bits),
+            loss=annealed_loss(rec, kl_term(kl_dims, free_bits), frames, kl_weight),
             kl_per_dim=kl_dims.mean(0).detach(),
         )
 

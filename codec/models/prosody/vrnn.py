@@ -13,8 +13,14 @@ import torch
 from torch import nn
 
 from codec.models.prosody import objectives
-from codec.models.prosody.base import FEATURES, BoundOutput, Emission, frames_of
-from codec.models.prosody.vrae import annealed_loss
+from codec.models.prosody.base import (
+    FEATURES,
+    BoundOutput,
+    Emission,
+    annealed_loss,
+    frames_of,
+    kl_term,
+)
 
 
 @dataclass(frozen=True)
@@ -114,7 +120,7 @@ class VRNN(nn.Module):
             rec=rec,
             kl=kl,
             frames=frames,
-            loss=annealed_loss(rec, kl_dims, frames, kl_weight, free_bits),
+            loss=annealed_loss(rec, kl_term(kl_dims, free_bits), frames, kl_weight),
             kl_per_dim=(kl_dims.sum(0) / frames.sum()).detach(),
         )
 
