@@ -22,7 +22,7 @@ from codec.errors import CodecError
 from codec.eval.prosody import f0_rmse_cents, voicing_error
 from codec.features import ProsodyConfig, ProsodyStats, extract
 from codec.models.prosody import VRAE, LadderVAE
-from codec.train.checkpoint import load_checkpoint
+from codec.train.checkpoint import checkpoint_path, load_checkpoint
 from codec.train.prosody import build_model, frames_matrix, pad_batch
 
 _DB_PER_NEPER = 20 / math.log(10)  # log RMS (natural log) to dB
@@ -44,9 +44,7 @@ class Analysis:
 
 def load_run(run_dir: str | Path) -> tuple[nn.Module, ProsodyRecipe]:
     """The model and recipe of a `codec prosody train` run folder (or its checkpoint)."""
-    path = Path(run_dir)
-    if path.is_dir():
-        path = path / "checkpoint.pt"
+    path = checkpoint_path(run_dir)
     state = load_checkpoint(path)
     if not {"model", "recipe"} <= set(state):
         raise CodecError(f"{path}: not a prosody training checkpoint")

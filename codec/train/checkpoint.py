@@ -10,6 +10,14 @@ import torch
 from codec.atomic import atomic_path
 from codec.errors import CodecError
 
+CHECKPOINT = "checkpoint.pt"  # the name of a run folder's latest checkpoint
+
+
+def checkpoint_path(run: str | Path) -> Path:
+    """The checkpoint of a run: `run` itself, or `run/checkpoint.pt` for a run folder."""
+    path = Path(run)
+    return path / CHECKPOINT if path.is_dir() else path
+
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     """Write `state` (tensors, dicts, numbers) so a crash never leaves a partial file."""

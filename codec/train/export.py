@@ -14,18 +14,14 @@ from codec import pretrained
 from codec.config import Recipe, from_dict
 from codec.errors import CodecError
 from codec.models.codec import CodecModel
-from codec.train.checkpoint import load_checkpoint
-
-CHECKPOINT = "checkpoint.pt"
+from codec.train.checkpoint import checkpoint_path, load_checkpoint
 
 
 def export(checkpoint: str | Path, out_dir: str | Path, *, card: str | None = None) -> bytes:
     """Export the codec of `checkpoint` (a `checkpoint.pt` or the run folder holding
     it) to `out_dir`; a card is written from the run's recipe and validation figures
     unless `card` is given. Returns the model id."""
-    path = Path(checkpoint)
-    if path.is_dir():
-        path = path / CHECKPOINT
+    path = checkpoint_path(checkpoint)
     state = load_checkpoint(path)
     if not {"recipe", "model", "step"} <= set(state):
         raise CodecError(f"{path}: not a codec training checkpoint")

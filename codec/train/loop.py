@@ -32,7 +32,7 @@ from codec.errors import CodecError
 from codec.models.codec import CodecModel
 from codec.train import distributed
 from codec.train.balancer import Balancer
-from codec.train.checkpoint import load_checkpoint, save_checkpoint
+from codec.train.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from codec.train.data import SegmentDataset, loader, valid_clips
 from codec.train.discriminators import build_discriminator
 from codec.train.logger import TrainLogger
@@ -46,7 +46,6 @@ from codec.train.losses import (
 from codec.train.manifest import recipe_entries
 from codec.train.validate import validate
 
-CHECKPOINT = "checkpoint.pt"
 RECONSTRUCTION = ("mel", "stft", "waveform")
 ADVERSARIAL = ("adversarial", "feature")
 

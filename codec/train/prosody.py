@@ -36,11 +36,10 @@ from codec.models.prosody import (
     kl_weight,
     per_layer_warmup,
 )
-from codec.train.checkpoint import load_checkpoint, save_checkpoint
+from codec.train.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from codec.train.manifest import Entry, recipe_entries
 
 KINDS = ("rnn", "vrae", "vrnn", "srnn", "ladder")
-CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.json"
 Batch = tuple[torch.Tensor, torch.Tensor]
 
