@@ -417,3 +417,88 @@ def load_prosody_recipe(path: str | Path, overrides: list[str] | None = None) ->
     """Read a YAML prosody recipe; `overrides` are `section.key=value` strings, as for
     `load_recipe` (e.g. `model.kind=vrae`)."""
     return _load_yaml(ProsodyRecipe, path, overrides)
+
+
+@dataclass(frozen=True)
+class PriorConfig:
+    """Sizes of a `CodePrior`. `window` is the frames of context each frame attends to."""
+
+    n_codebooks: int = 12
+    codebook_size: int = 1024
+    dim: int = 192
+    n_layers: int = 3
+    n_heads: int = 4
+    mlp_ratio: int = 4
+    depth_dim: int = 128
+    depth_layers: int = 1
+    window: int = 256
+
+    def __post_init__(self) -> None:
+        if min(self.n_codebooks, self.codebook_size, self.dim, self.n_heads, self.window) < 1:
+            raise ConfigError("prior sizes must be >= 1")
+        if self.dim % self.n_heads:
+            raise ConfigError(f"prior dim {self.dim} is not a multiple of n_heads {self.n_heads}")
+        if min(self.n_layers, self.depth_layers) < 0 or self.mlp_ratio < 1 or self.depth_dim < 1:
+            raise ConfigError("prior n_layers and depth_layers must be >= 0, mlp_ratio >= 1")
+
+    @property
+    def bos(self) -> int:
+        """The code value that stands for "before the first frame"."""
+        return self.codebook_size
+
+
+@dataclass(frozen=True)
+class PriorCodesSection:
+    """Whose codes the prior models: `codec` is a model name or folder; the codes of
+    the recipe's audio are extracted once into `cache_dir` (relative to the working
+    directory), keyed by the codec's id and the files."""
+
+    codec: str = "speech16k"
+    cache_dir: str = ".prior_cache"
+
+
+@dataclass(frozen=True)
+class PriorTrainSection:
+    """Optimisation of a prior: AdamW, warm-up then cosine, clipping.
+
+    Each step takes `batch_size` random crops of `seq_frames` frames (plus one frame of
+    context) from the training files laid end to end, BOS frames between files. With
+    probability `codebook_dropout` a crop keeps only its first n < Q codebooks (n
+    uniform), so that one prior codes every bitrate.
+    """
+
+    steps: int = 3000
+    batch_size: int = 16
+    seq_frames: int = 256
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.1
+    warmup: int = 200
+    grad_clip: float = 1.0
+    codebook_dropout: float = 0.3
+    log_every: int = 50
+    checkpoint_every: int = 250
+    valid_every: int = 500
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if min(self.steps, self.batch_size, self.seq_frames) < 1:
+            raise ConfigError("train.steps, batch_size and seq_frames must be >= 1")
+        if not 0.0 <= self.codebook_dropout <= 1.0:
+            raise ConfigError("train.codebook_dropout must be in [0, 1]")
+        if min(self.log_every, self.checkpoint_every, self.valid_every) < 1:
+            raise ConfigError("train.log_every, checkpoint_every and valid_every must be >= 1")
+
+
+@dataclass(frozen=True)
+class PriorRecipe:
+    """One prior training run: the network, the audio, the codec, the optimisation."""
+
+    model: PriorConfig = PriorConfig()
+    data: DataConfig = DataConfig()
+    codes: PriorCodesSection = PriorCodesSection()
+    train: PriorTrainSection = PriorTrainSection()
+
+
+def load_prior_recipe(path: str | Path, overrides: list[str] | None = None) -> PriorRecipe:
+    """Read a YAML prior recipe; `overrides` are `section.key=value` strings."""
+    return _load_yaml(PriorRecipe, path, overrides)

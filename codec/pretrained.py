@@ -101,6 +101,7 @@ def load(name_or_dir: str | os.PathLike[str] | None = None) -> CodecModel:
     _load_state(model, state, path)
     model.model_id = model_id(config, weights)
     model.name = path.name
+    model.path = path
     return fold_weight_norm(model.eval())
 
 

@@ -20,7 +20,7 @@ def codec(*args: str):
 def test_encode_decode_round_trip(tmp_path, speech_wav, tiny_model_dir):
     r = codec("encode", speech_wav, tmp_path / "s.codes", "--model", tiny_model_dir, "-b", "2")
     assert r.exit_code == 0, r.output
-    assert "2 kbps payload" in r.output
+    assert "2 kbps codes" in r.output
     r = codec("decode", tmp_path / "s.codes", tmp_path / "s.wav", "--model", tiny_model_dir)
     assert r.exit_code == 0, r.output
     assert len(load_audio(tmp_path / "s.wav", 16000)) == len(load_audio(speech_wav, 16000))

@@ -1,4 +1,5 @@
-"""The `.codes` container, version 1: a fixed little-endian header, then bit-packed codes.
+"""The `.codes` container, version 1: a fixed little-endian header, then the codes,
+bit-packed, or range-coded by a prior (flag bit 0, `FLAG_ENTROPY`).
 
 Layout and validation order are specified in docs/format.md. This module depends only on
 the standard library and NumPy, and never unpickles anything.
@@ -32,8 +33,14 @@ MAX_CODES = 2**28  # n_codebooks * n_frames; 2 GiB once decoded to int64
 MAX_PAYLOAD_SIZE = MAX_CODES * MAX_BITS_PER_CODE // 8
 MAX_FILE_SIZE = MAX_HEADER_SIZE + MAX_PAYLOAD_SIZE
 
-# Bit 0 is reserved for "payload is entropy-coded by a prior"; version 1 knows no flags.
-_KNOWN_FLAGS = 0
+FLAG_ENTROPY = 1  # the payload is range-coded by a prior (see codec.prior.coding)
+_KNOWN_FLAGS = FLAG_ENTROPY
+# An entropy-coded file extends the header: prior_id, payload_size, reserved (zero).
+_ENTROPY_FIELDS = struct.Struct("<16sQQ")
+ENTROPY_HEADER_SIZE = HEADER_SIZE + _ENTROPY_FIELDS.size
+# A range coder spends at most 32 bits on a symbol (frequency totals up to 2^32), and
+# ends with at most 9 bytes: the bound a reader puts on an entropy-coded payload.
+MAX_CODED_BITS_PER_CODE = 32
 
 # magic, version, header_size, crc32: identical in every version, so that any reader can
 # tell a corrupt file from a newer one.
@@ -68,7 +75,8 @@ class CodesHeader:
         bits_per_code: bits per code in the payload (10 for 1024-entry codebooks).
         n_frames: F, frames in the file.
         original_length: samples before padding, at most `n_frames * hop_length`.
-        flags: reserved feature bits; version 1 defines none.
+        flags: feature bits; `FLAG_ENTROPY` marks a range-coded payload.
+        prior_id: with `FLAG_ENTROPY`, the 16-byte id of the prior that coded it.
 
     Raises ValueError when a field is out of the bounds of the format.
     """
@@ -81,6 +89,7 @@ class CodesHeader:
     n_frames: int
     original_length: int
     flags: int = 0
+    prior_id: bytes | None = None
 
     def __post_init__(self) -> None:
         for name in _INT_FIELDS:  # accept NumPy integers, store plain ints
@@ -101,22 +110,35 @@ class CodesHeader:
 
     @property
     def bitrate(self) -> float:
-        """Payload bits per second: Q * bits_per_code * frame_rate."""
+        """Bits per second of the codes bit-packed: Q * bits_per_code * frame_rate
+        (an entropy-coded payload is smaller; see its size)."""
         return self.n_codebooks * self.bits_per_code * self.frame_rate
+
+    @property
+    def entropy_coded(self) -> bool:
+        """Whether the payload is range-coded by a prior."""
+        return bool(self.flags & FLAG_ENTROPY)
 
 
 @dataclass(frozen=True)
 class CodesFile:
-    """A decoded `.codes` file: its header and codes `[Q, F]` int64."""
+    """A parsed `.codes` file: its header and codes `[Q, F]` int64 or, when the file
+    is entropy-coded, `codes` None and the range-coded `payload` for a prior to decode."""
 
     header: CodesHeader
-    codes: np.ndarray
+    codes: np.ndarray | None
+    payload: bytes | None = None
 
 
 def _header_problem(h: CodesHeader) -> str | None:
     """Describe the first field of `h` outside the format's bounds, or return None."""
     if not isinstance(h.model_id, bytes) or len(h.model_id) != MODEL_ID_SIZE:
         return f"model_id must be {MODEL_ID_SIZE} bytes"
+    if h.flags & FLAG_ENTROPY:
+        if not isinstance(h.prior_id, bytes) or len(h.prior_id) != MODEL_ID_SIZE:
+            return f"an entropy-coded file needs a prior_id of {MODEL_ID_SIZE} bytes"
+    elif h.prior_id is not None:
+        return "prior_id is only for entropy-coded files"
     bounds = (
         ("sample_rate", h.sample_rate, 1, MAX_SAMPLE_RATE),
         ("hop_length", h.hop_length, 1, MAX_HOP_LENGTH),
@@ -137,6 +159,11 @@ def _header_problem(h: CodesHeader) -> str | None:
     if h.flags & ~_KNOWN_FLAGS:
         return f"flags {h.flags:#x} are not defined in format version {VERSION}"
     return None
+
+
+def max_coded_payload_size(n_codes: int) -> int:
+    """The largest entropy-coded payload a reader accepts for `n_codes` codes."""
+    return (n_codes * MAX_CODED_BITS_PER_CODE + 7) // 8 + 9
 
 
 def _payload_size(n_codes: int, bits: int) -> int:
@@ -203,13 +230,31 @@ def _crc(data: bytes | memoryview) -> int:
 
 def to_bytes(header: CodesHeader, codes: np.ndarray) -> bytes:
     """Serialise a header and its codes `[Q, F]`; raises ValueError if they disagree."""
+    if header.entropy_coded:
+        raise ValueError("an entropy-coded header goes with to_bytes_coded")
     codes = np.asarray(codes)
     if codes.shape != (header.n_codebooks, header.n_frames):
         raise ValueError(
             f"codes have shape {codes.shape}, the header says "
             f"{(header.n_codebooks, header.n_frames)}"
         )
-    payload = pack_bits(codes, header.bits_per_code)
+    return _seal(header, b"", pack_bits(codes, header.bits_per_code))
+
+
+def to_bytes_coded(header: CodesHeader, payload: bytes) -> bytes:
+    """Serialise an entropy-coded file: `header` has `FLAG_ENTROPY` and a `prior_id`,
+    `payload` is the range coder's output."""
+    if not header.entropy_coded:
+        raise ValueError("to_bytes_coded needs a header with FLAG_ENTROPY")
+    limit = max_coded_payload_size(header.n_codebooks * header.n_frames)
+    if len(payload) > limit:
+        raise ValueError(f"coded payload of {len(payload)} bytes exceeds the bound {limit}")
+    extension = _ENTROPY_FIELDS.pack(header.prior_id, len(payload), 0)
+    return _seal(header, extension, payload)
+
+
+def _seal(header: CodesHeader, extension: bytes, payload: bytes) -> bytes:
+    """Header, extension, payload, with the CRC filled in."""
     fields = _FIELDS.pack(
         header.flags,
         header.model_id,
@@ -220,7 +265,8 @@ def to_bytes(header: CodesHeader, codes: np.ndarray) -> bytes:
         header.n_frames,
         header.original_length,
     )
-    unsealed = _PREFIX.pack(MAGIC, VERSION, HEADER_SIZE, 0) + fields + payload
+    size = HEADER_SIZE + len(extension)
+    unsealed = _PREFIX.pack(MAGIC, VERSION, size, 0) + fields + extension + payload
     return unsealed[:_CRC_OFFSET] + struct.pack("<I", _crc(unsealed)) + unsealed[_PREFIX.size :]
 
 
@@ -263,11 +309,30 @@ def _parse(data: bytes | memoryview) -> tuple[CodesHeader, memoryview]:
         raise FormatError(
             f"uses flags {flags:#x}, which format version {VERSION} does not define — upgrade codec"
         )
+    prior_id, coded_size = None, None
+    if flags & FLAG_ENTROPY:
+        if header_size < ENTROPY_HEADER_SIZE:
+            raise FormatError(
+                f"corrupt header (an entropy-coded file has a header of at least "
+                f"{ENTROPY_HEADER_SIZE} bytes, found {header_size})"
+            )
+        prior_id, coded_size, reserved = _ENTROPY_FIELDS.unpack_from(view, HEADER_SIZE)
+        if reserved:
+            raise FormatError("corrupt header (reserved field is not zero)")
     try:
-        header = CodesHeader(*fields, flags=flags)
+        header = CodesHeader(*fields, flags=flags, prior_id=prior_id)
     except ValueError as e:
         raise FormatError(f"corrupt header ({e})") from None
-    expected = _payload_size(header.n_codebooks * header.n_frames, header.bits_per_code)
+    n_codes = header.n_codebooks * header.n_frames
+    if coded_size is None:
+        expected = _payload_size(n_codes, header.bits_per_code)
+    else:
+        expected = coded_size
+        if coded_size > max_coded_payload_size(n_codes):
+            raise FormatError(
+                f"corrupt header (payload_size {coded_size} is outside "
+                f"[0, {max_coded_payload_size(n_codes)}])"
+            )
     found = len(view) - header_size
     if found < expected:
         raise _truncated("payload", expected, found)
@@ -301,6 +366,8 @@ def from_bytes(data: bytes, expected_model_id: bytes | None = None) -> CodesFile
     header, payload = _parse(data)
     if expected_model_id is not None:
         check_model(header, expected_model_id)
+    if header.entropy_coded:
+        return CodesFile(header=header, codes=None, payload=bytes(payload))
     codes = unpack_bits(payload, header.bits_per_code, header.n_codebooks, header.n_frames)
     return CodesFile(header=header, codes=codes)
 
@@ -325,6 +392,11 @@ def _read_bounded(path: str | os.PathLike[str]) -> bytes:
 def write(path: str | os.PathLike[str], header: CodesHeader, codes: np.ndarray) -> None:
     """Write a `.codes` file atomically: a crash never leaves a partial file."""
     write_bytes_atomic(path, to_bytes(header, codes))
+
+
+def write_coded(path: str | os.PathLike[str], header: CodesHeader, payload: bytes) -> None:
+    """Write an entropy-coded `.codes` file atomically."""
+    write_bytes_atomic(path, to_bytes_coded(header, payload))
 
 
 def read(path: str | os.PathLike[str], expected_model_id: bytes | None = None) -> CodesFile:

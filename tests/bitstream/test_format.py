@@ -182,7 +182,13 @@ def test_a_corrupt_version_is_reported_as_corruption() -> None:
 
 def test_unknown_flags_are_rejected() -> None:
     data, _ = small_file()
-    with pytest.raises(FormatError, match="flags 0x1"):
+    with pytest.raises(FormatError, match="flags 0x2.*upgrade codec"):
+        from_bytes(edit(data, 16, "I", 2))
+
+
+def test_the_entropy_flag_needs_its_header_extension() -> None:
+    data, _ = small_file()
+    with pytest.raises(FormatError, match="entropy-coded file has a header of at least 96"):
         from_bytes(edit(data, 16, "I", 1))
 
 

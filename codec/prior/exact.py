@@ -1,0 +1,325 @@
+"""Bit-exact inference of a `CodePrior`, so an entropy decoder sees the encoder's numbers.
+
+An arithmetic decoder must rebuild, symbol by symbol, exactly the probabilities the
+encoder used; a difference in the last bit of one float can derail the rest of the file.
+Floating-point results depend on the order of summation, which BLAS chooses by thread
+count, matrix shape and CPU, so the encoder (all frames at once) and the decoder (one
+frame, one codebook at a time) would disagree now and then.
+
+This module makes order irrelevant instead of fixing it. Every sum it computes is a sum
+of integers below 2^53 held in float64, which is exact in any order:
+
+- matrix products quantise their input rows (a scale per row) and use weights quantised
+  per output column (8 bits), then rescale; the input gets as many bits (10 at most) as
+  keep every partial sum below 2^24, so float32 BLAS is exact too, and twice as fast;
+- embeddings are integers on one scale per family, so the codes' embeddings add exactly;
+- RMSNorm sums the squares of a quantised row (and is folded into the next product);
+- softmax reads `exp` from a fixed integer table indexed by the rounded distance to the
+  row maximum (1/256 nat steps), so no `exp` from a maths library is ever called.
+
+Everything else is element-wise IEEE arithmetic (+, -, *, /, sqrt, rint), which is
+correctly rounded and so identical on every code path. The results therefore do not
+depend on thread count, batch size, chunking or whether frames arrive one at a time.
+The quantised model predicts as well as the float one to within about 0.01 bit/token.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from codec.prior.model import CodePrior, PriorConfig, alibi_slopes
+
+ACT_MAX = 2**15 - 1  # attention and norms: 16-bit signed activations, a scale per row
+WEIGHT_MAX = 2**7 - 1  # weights: 8-bit signed, one scale per output column
+LINEAR_ACT_MAX = 2**9 - 1  # inputs of a matrix product: at most 10-bit signed
+FLOAT32_EXACT = 2**24  # integers below this add exactly in float32
+EMBED_MAX = 2**15 - 1  # embeddings: 16-bit signed, one scale per family
+EXP_RES = 256  # softmax table steps per nat
+EXP_SPAN = 32  # nats below the maximum that still get weight
+EXP_ONE = 2**30  # table value of exp(0)
+# exp(-i / EXP_RES) * EXP_ONE, rounded; beyond EXP_SPAN nats (and for masked keys) 0.
+EXP_TABLE = np.array(
+    [round(EXP_ONE * math.exp(-i / EXP_RES)) for i in range(EXP_SPAN * EXP_RES)] + [0],
+    dtype=np.float64,
+)
+FREQ_BITS = 24  # frequency tables of the range coder sum to at most 2^24
+FREQ_TOTAL = 1 << FREQ_BITS
+
+
+def quant_rows(x: np.ndarray, qmax: int = ACT_MAX) -> tuple[np.ndarray, np.ndarray]:
+    """Integer-valued `xi` and per-row scale `s` (`[..., 1]`) with `x ~= xi * s`."""
+    s = np.maximum(np.abs(x).max(axis=-1, keepdims=True), 1e-300) / qmax
+    return np.rint(x / s), s
+
+
+@dataclass
+class QLinear:
+    """A weight `[in, out]` quantised per output column: integer values and scales.
+
+    Inputs are quantised to `act_max` levels, the most for which `act_max * WEIGHT_MAX *
+    in` stays below 2^24: the product then runs exactly in float32.
+    """
+
+    w: np.ndarray  # [in, out], integer-valued float32
+    scale: np.ndarray  # [out]
+    act_max: int
+
+    @classmethod
+    def from_torch(cls, weight: torch.Tensor) -> QLinear:
+        """From an `nn.Linear` weight `[out, in]` (or an `[in, out]` matrix, transposed)."""
+        w = weight.detach().double().numpy().T
+        scale = np.maximum(np.abs(w).max(axis=0), 1e-300) / WEIGHT_MAX
+        act_max = min(LINEAR_ACT_MAX, (FLOAT32_EXACT - 1) // (WEIGHT_MAX * w.shape[0]))
+        if act_max < 15:
+            raise ValueError(f"a {w.shape[0]}-input layer is too wide for exact float32 products")
+        wi = np.ascontiguousarray(np.rint(w / scale), dtype=np.float32)
+        return cls(wi, scale, act_max)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        xi, sx = quant_rows(x, self.act_max)
+        return (xi.astype(np.float32) @ self.w).astype(np.float64) * sx * self.scale
+
+
+@dataclass
+class QNormLinear:
+    """RMSNorm then a linear layer, as one exact step: the norm's gain is folded into
+    the weights, and its 1/rms into the per-row scale of the quantised input."""
+
+    linear: QLinear  # weights already multiplied by the gain, row by row
+    eps: float
+
+    @classmethod
+    def from_torch(cls, gain: torch.Tensor, weight: torch.Tensor, eps: float) -> QNormLinear:
+        """From an RMSNorm gain `[in]` and an `nn.Linear` weight `[out, in]`."""
+        return cls(QLinear.from_torch(weight.double() * gain.double()[None, :]), eps)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        lin = self.linear
+        xi, sx = quant_rows(x, lin.act_max)
+        mean_square = np.sum(xi * xi, axis=-1, keepdims=True) / x.shape[-1] * (sx * sx)
+        row_scale = sx / np.sqrt(mean_square + self.eps)
+        return (xi.astype(np.float32) @ lin.w).astype(np.float64) * row_scale * lin.scale
+
+
+def exact_softmax_weights(scores: np.ndarray) -> np.ndarray:
+    """Integer-valued weights proportional to softmax(scores) along the last axis."""
+    z = scores - np.max(scores, axis=-1, keepdims=True)
+    index = np.rint(np.minimum(-z * EXP_RES, len(EXP_TABLE) - 1))
+    return EXP_TABLE[index.astype(np.int64)]
+
+
+def frequencies(logits: np.ndarray) -> np.ndarray:
+    """Integer frequency tables `[..., K]` (each >= 1, summing to at most 2^24).
+
+    Deterministic given the logits: an integer softmax, then integer division.
+    """
+    w = exact_softmax_weights(logits).astype(np.int64)
+    k = logits.shape[-1]
+    total = w.sum(axis=-1, keepdims=True)
+    return 1 + (w * (FREQ_TOTAL - k)) // total
+
+
+@dataclass
+class KVCache:
+    """Quantised keys and values of the last `window - 1` frames of one layer."""
+
+    k: np.ndarray  # [H, N, dh] integer-valued
+    sk: np.ndarray  # [H, N, 1]
+    v: np.ndarray
+    sv: np.ndarray
+
+
+@dataclass
+class PriorState:
+    """Where an `ExactPrior` is in a stream: frames seen, caches, the last frame's codes."""
+
+    n_q: int
+    position: int = 0
+    caches: list[KVCache] = field(default_factory=list)
+    last: np.ndarray | None = None  # [Q] codes of the previous frame, None before the first
+
+
+class ExactPrior:
+    """The integer-exact twin of a `CodePrior`, in NumPy.
+
+    Example:
+        >>> exact = ExactPrior(prior)
+        >>> state = exact.start(n_q=12)
+        >>> logits = exact.logits(state, codes)   # [F, Q, K] for codes [Q, F]; advances state
+        >>> summary = exact.next_summary(state)   # one frame at a time, as a decoder does
+        >>> logits0 = exact.depth_logits(summary, exact.depth_offset(0, codes[:0]), 0)
+    """
+
+    def __init__(self, prior: CodePrior) -> None:
+        c: PriorConfig = prior.config
+        self.config = c
+        self.head_dim = c.dim // c.n_heads
+        sd = {k: v.detach().double() for k, v in prior.state_dict().items()}
+        self.frame_scale, (self.frame_embed, self.count_embed) = _embed_family(
+            sd["frame_embed"], sd["count_embed"]
+        )
+        self.depth_scale, (self.depth_embed, self.depth_pos) = _embed_family(
+            sd["depth_embed"], sd["depth_pos"]
+        )
+        self.layers = []
+        for i, block in enumerate(prior.blocks):
+            p = f"blocks.{i}."
+            self.layers.append(
+                dict(
+                    qkv=QNormLinear.from_torch(
+                        sd[p + "norm1.weight"], sd[p + "attn.qkv.weight"], block.norm1.eps
+                    ),
+                    out=QLinear.from_torch(sd[p + "attn.out.weight"]),
+                    up=QNormLinear.from_torch(
+                        sd[p + "norm2.weight"], sd[p + "mlp.up.weight"], block.norm2.eps
+                    ),
+                    down=QLinear.from_torch(sd[p + "mlp.down.weight"]),
+                )
+            )
+        self.depth_in = QNormLinear.from_torch(
+            sd["norm.weight"], sd["depth_in.weight"], prior.norm.eps
+        )
+        self.depth_layers = [
+            dict(
+                up=QNormLinear.from_torch(
+                    sd[f"depth_blocks.{i}.norm.weight"],
+                    sd[f"depth_blocks.{i}.mlp.up.weight"],
+                    b.norm.eps,
+                ),
+                down=QLinear.from_torch(sd[f"depth_blocks.{i}.mlp.down.weight"]),
+            )
+            for i, b in enumerate(prior.depth_blocks)
+        ]
+        self.heads = [
+            QNormLinear.from_torch(sd["depth_norm.weight"], sd["heads"][q].T, prior.depth_norm.eps)
+            for q in range(c.n_codebooks)
+        ]
+        self.slopes = alibi_slopes(c.n_heads).double().numpy()[:, None, None]
+        self.inv_sqrt_dh = 1.0 / math.sqrt(self.head_dim)
+
+    # -- the temporal Transformer -------------------------------------------------------
+
+    def start(self, n_q: int) -> PriorState:
+        """A fresh stream of frames with `n_q` codebooks each."""
+        if not 1 <= n_q <= self.config.n_codebooks:
+            raise ValueError(
+                f"the prior models 1 to {self.config.n_codebooks} codebooks, got {n_q}"
+            )
+        c, h = self.config, self.config.n_heads
+        empty = lambda *shape: np.zeros(shape)  # noqa: E731
+        caches = [
+            KVCache(
+                empty(h, 0, self.head_dim),
+                empty(h, 0, 1),
+                empty(h, 0, self.head_dim),
+                empty(h, 0, 1),
+            )
+            for _ in range(c.n_layers)
+        ]
+        return PriorState(n_q=n_q, caches=caches)
+
+    def _frame_inputs(self, state: PriorState, prev: np.ndarray) -> np.ndarray:
+        """`[F, dim]` temporal inputs from the codes `prev` `[n_q, F]` of each frame's
+        previous frame (value `bos` before the first)."""
+        total = self.count_embed[state.n_q - 1] + self.frame_embed[0, prev[0]]
+        for q in range(1, state.n_q):  # integers: exact in any order
+            total = total + self.frame_embed[q, prev[q]]
+        return total * self.frame_scale
+
+    def _attend(self, layer: dict, cache: KVCache, x: np.ndarray) -> np.ndarray:
+        """Self-attention (with its pre-norm) of the next F frames `x` over the cached
+        frames and themselves."""
+        c, h, dh = self.config, self.config.n_heads, self.head_dim
+        f = x.shape[0]
+        qkv = layer["qkv"](x).reshape(f, 3, h, dh).transpose(1, 2, 0, 3)  # [3, H, F, dh]
+        qi, sq = quant_rows(qkv[0])
+        ki, sk = quant_rows(qkv[1])
+        vi, sv = quant_rows(qkv[2])
+        keys = np.concatenate([cache.k, ki], axis=1)
+        key_scale = np.concatenate([cache.sk, sk], axis=1)
+        values = np.concatenate([cache.v, vi], axis=1)
+        value_scale = np.concatenate([cache.sv, sv], axis=1)
+        n = keys.shape[1]
+        scores = (qi @ keys.transpose(0, 2, 1)) * sq * key_scale.transpose(0, 2, 1)
+        scores = scores * self.inv_sqrt_dh
+        distance = (np.arange(n - f, n)[:, None] - np.arange(n)[None, :]).astype(np.float64)
+        scores = scores - self.slopes * distance
+        hidden = (distance < 0) | (distance >= c.window)
+        scores[:, hidden] = -np.inf
+        w = exact_softmax_weights(scores)  # [H, F, N], integers
+        u = (w * value_scale.transpose(0, 2, 1)) / np.sum(w, axis=-1, keepdims=True)
+        ui, su = quant_rows(u)
+        y = (ui @ values) * su  # [H, F, dh]
+        first = max(n - (c.window - 1), 0)  # the keys later frames can still see
+        cache.k, cache.sk = keys[:, first:], key_scale[:, first:]
+        cache.v, cache.sv = values[:, first:], value_scale[:, first:]
+        return layer["out"](y.transpose(1, 0, 2).reshape(f, c.dim))
+
+    def _previous(self, state: PriorState) -> np.ndarray:
+        """`[n_q]` codes of the frame before the next one (BOS at the start)."""
+        if state.last is None:
+            return np.full(state.n_q, self.config.bos, dtype=np.int64)
+        return state.last
+
+    def _temporal(self, state: PriorState, prev: np.ndarray) -> np.ndarray:
+        """Depth inputs `[F, depth_dim]` of the next F frames, given their previous
+        frames' codes `prev` `[n_q, F]`; moves `state.position` on."""
+        x = self._frame_inputs(state, prev)
+        for layer, cache in zip(self.layers, state.caches, strict=True):
+            x = x + self._attend(layer, cache, x)
+            x = x + layer["down"](np.maximum(layer["up"](x), 0.0))
+        state.position += prev.shape[1]
+        return self.depth_in(x)
+
+    def summaries(self, state: PriorState, codes: np.ndarray) -> np.ndarray:
+        """`[F, depth_dim]` depth inputs of the next F frames, whose codes are `codes`
+        `[n_q, F]` (each frame sees only the frames before it); advances `state`."""
+        prev = np.concatenate([self._previous(state)[:, None], codes[:, :-1]], axis=1)
+        summary = self._temporal(state, prev)
+        state.last = codes[:, -1].astype(np.int64)
+        return summary
+
+    def next_summary(self, state: PriorState) -> np.ndarray:
+        """`[1, depth_dim]` depth input of the next frame, before its codes are known;
+        call `state.last = codes` once they are."""
+        return self._temporal(state, self._previous(state)[:, None])
+
+    # -- the depth network --------------------------------------------------------------
+
+    def depth_logits(self, summary: np.ndarray, above: np.ndarray, q: int) -> np.ndarray:
+        """Logits `[..., K]` of codebook `q` from a frame summary `[..., depth_dim]` and
+        `above`, the integer sum of the depth embeddings of codebooks < q (from
+        `depth_offset`)."""
+        z = summary + above * self.depth_scale
+        for layer in self.depth_layers:
+            z = z + layer["down"](np.maximum(layer["up"](z), 0.0))
+        return self.heads[q](z)
+
+    def depth_offset(self, q: int, codes_above: np.ndarray) -> np.ndarray:
+        """Integer depth input of codebook q: its position plus the embeddings of the
+        codes `codes_above` `[q, ...]` of codebooks 0..q-1."""
+        total = self.depth_pos[q]
+        for j in range(q):
+            total = total + self.depth_embed[j, codes_above[j]]
+        return total
+
+    def logits(self, state: PriorState, codes: np.ndarray) -> np.ndarray:
+        """Logits `[F, n_q, K]` of the codes `[n_q, F]` of the next F frames (teacher
+        forcing, all frames at once); advances `state` past them."""
+        codes = np.asarray(codes, dtype=np.int64)
+        summary = self.summaries(state, codes)
+        out = np.empty((codes.shape[1], state.n_q, self.config.codebook_size))
+        for q in range(state.n_q):
+            above = self.depth_offset(q, codes[:q])
+            out[:, q] = self.depth_logits(summary, np.broadcast_to(above, summary.shape), q)
+        return out
+
+
+def _embed_family(*tables: torch.Tensor) -> tuple[float, list[np.ndarray]]:
+    """Tables that are added together, as integers on one shared scale."""
+    scale = max(float(t.abs().max()) for t in tables) / EMBED_MAX or 1.0
+    return scale, [np.rint(t.numpy() / scale) for t in tables]
