@@ -51,6 +51,41 @@ def train_command(
         out.print(f"{run_dir}: {figures}", highlight=False, soft_wrap=True)
 
 
+@prosody_app.command("eval")
+def eval_command(
+    runs: Annotated[list[Path], typer.Argument(help="`codec prosody train` run folders.")],
+    k: Annotated[int, typer.Option("--k", help="Importance samples of the IWAE bound.")] = 500,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write every run's figures as JSON.")
+    ] = None,
+) -> None:
+    """Score trained prosody models on their held-out split: NLL (IWAE-K), ELBO, KL,
+    F0 RMSE in cents, voicing error and active units, as a markdown table.
+
+    Examples:
+
+        codec prosody eval runs/prosody-rnn runs/prosody-vrnn
+
+        codec prosody eval runs/prosody-table/* --k 500 --json table.json
+    """
+    with user_errors():
+        import json
+
+        from codec.atomic import write_bytes_atomic
+        from codec.errors import CodecError
+        from codec.eval.prosody_report import TABLE_HEADER, evaluate_run, table_row
+
+        if k < 1:
+            raise CodecError(f"--k must be >= 1, got {k}")
+        results = []
+        out.print(TABLE_HEADER, highlight=False, soft_wrap=True)
+        for run in runs:
+            results.append(evaluate_run(run, k=k))
+            out.print(table_row(results[-1]), highlight=False, soft_wrap=True)
+        if json_out is not None:
+            write_bytes_atomic(json_out, (json.dumps(results, indent=2) + "\n").encode())
+
+
 @prosody_app.command("analyze")
 def analyze_command(
     wav: Annotated[Path, typer.Argument(help="An utterance (WAV, FLAC, OGG).")],

@@ -52,8 +52,11 @@ FREQ_TOTAL = 1 << FREQ_BITS
 
 def quant_rows(x: np.ndarray, qmax: int = ACT_MAX) -> tuple[np.ndarray, np.ndarray]:
     """Integer-valued `xi` and per-row scale `s` (`[..., 1]`) with `x ~= xi * s`."""
-    s = np.maximum(np.abs(x).max(axis=-1, keepdims=True), 1e-300) / qmax
-    return np.rint(x / s), s
+    s = np.abs(x).max(axis=-1, keepdims=True)
+    np.maximum(s, 1e-300, out=s)
+    s /= qmax
+    xi = x / s
+    return np.rint(xi, out=xi), s
 
 
 @dataclass
@@ -81,7 +84,7 @@ class QLinear:
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         xi, sx = quant_rows(x, self.act_max)
-        return (xi.astype(np.float32) @ self.w).astype(np.float64) * sx * self.scale
+        return (xi.astype(np.float32) @ self.w) * (sx * self.scale)
 
 
 @dataclass
@@ -102,7 +105,7 @@ class QNormLinear:
         xi, sx = quant_rows(x, lin.act_max)
         mean_square = np.sum(xi * xi, axis=-1, keepdims=True) / x.shape[-1] * (sx * sx)
         row_scale = sx / np.sqrt(mean_square + self.eps)
-        return (xi.astype(np.float32) @ lin.w).astype(np.float64) * row_scale * lin.scale
+        return (xi.astype(np.float32) @ lin.w) * (row_scale * lin.scale)
 
 
 def exact_softmax_weights(scores: np.ndarray) -> np.ndarray:
@@ -123,14 +126,38 @@ def frequencies(logits: np.ndarray) -> np.ndarray:
     return 1 + (w * (FREQ_TOTAL - k)) // total
 
 
-@dataclass
 class KVCache:
-    """Quantised keys and values of the last `window - 1` frames of one layer."""
+    """Quantised keys and values of one layer's recent frames, in a buffer that grows
+    in place: the frames later ones can still see (`keep`) are moved to the front only
+    when it is full, so a step costs no copy of the whole cache."""
 
-    k: np.ndarray  # [H, N, dh] integer-valued
-    sk: np.ndarray  # [H, N, 1]
-    v: np.ndarray
-    sv: np.ndarray
+    def __init__(self, n_heads: int, head_dim: int, keep: int, capacity: int = 512) -> None:
+        self.keep = keep
+        self.start = self.end = 0
+        self.k = np.zeros((n_heads, max(capacity, keep + 1), head_dim))
+        self.v = np.zeros_like(self.k)
+        self.sk = np.zeros((n_heads, self.k.shape[1], 1))
+        self.sv = np.zeros_like(self.sk)
+
+    def append(self, k, sk, v, sv) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Add F frames (`[H, F, dh]` and `[H, F, 1]` scales); return the keys, key
+        scales, values and value scales of the kept frames then the new ones, in order."""
+        f = k.shape[1]
+        self.start = max(self.start, self.end - self.keep)
+        n = self.end - self.start
+        if self.end + f > self.k.shape[1]:
+            arrays = [self.k, self.sk, self.v, self.sv]
+            if n + f > self.k.shape[1]:  # a chunk larger than the buffer: grow it
+                arrays = [np.zeros((a.shape[0], n + f, a.shape[2])) for a in arrays]
+            for new, old in zip(arrays, [self.k, self.sk, self.v, self.sv], strict=True):
+                new[:, :n] = old[:, self.start : self.end]
+            self.k, self.sk, self.v, self.sv = arrays
+            self.start, self.end = 0, n
+        for buffer, x in ((self.k, k), (self.sk, sk), (self.v, v), (self.sv, sv)):
+            buffer[:, self.end : self.end + f] = x
+        self.end += f
+        window = slice(self.start, self.end)
+        return self.k[:, window], self.sk[:, window], self.v[:, window], self.sv[:, window]
 
 
 @dataclass
@@ -209,17 +236,8 @@ class ExactPrior:
             raise ValueError(
                 f"the prior models 1 to {self.config.n_codebooks} codebooks, got {n_q}"
             )
-        c, h = self.config, self.config.n_heads
-        empty = lambda *shape: np.zeros(shape)  # noqa: E731
-        caches = [
-            KVCache(
-                empty(h, 0, self.head_dim),
-                empty(h, 0, 1),
-                empty(h, 0, self.head_dim),
-                empty(h, 0, 1),
-            )
-            for _ in range(c.n_layers)
-        ]
+        c = self.config
+        caches = [KVCache(c.n_heads, self.head_dim, c.window - 1) for _ in range(c.n_layers)]
         return PriorState(n_q=n_q, caches=caches)
 
     def _frame_inputs(self, state: PriorState, prev: np.ndarray) -> np.ndarray:
@@ -239,10 +257,7 @@ class ExactPrior:
         qi, sq = quant_rows(qkv[0])
         ki, sk = quant_rows(qkv[1])
         vi, sv = quant_rows(qkv[2])
-        keys = np.concatenate([cache.k, ki], axis=1)
-        key_scale = np.concatenate([cache.sk, sk], axis=1)
-        values = np.concatenate([cache.v, vi], axis=1)
-        value_scale = np.concatenate([cache.sv, sv], axis=1)
+        keys, key_scale, values, value_scale = cache.append(ki, sk, vi, sv)
         n = keys.shape[1]
         scores = (qi @ keys.transpose(0, 2, 1)) * sq * key_scale.transpose(0, 2, 1)
         scores = scores * self.inv_sqrt_dh
@@ -254,9 +269,6 @@ class ExactPrior:
         u = (w * value_scale.transpose(0, 2, 1)) / np.sum(w, axis=-1, keepdims=True)
         ui, su = quant_rows(u)
         y = (ui @ values) * su  # [H, F, dh]
-        first = max(n - (c.window - 1), 0)  # the keys later frames can still see
-        cache.k, cache.sk = keys[:, first:], key_scale[:, first:]
-        cache.v, cache.sv = values[:, first:], value_scale[:, first:]
         return layer["out"](y.transpose(1, 0, 2).reshape(f, c.dim))
 
     def _previous(self, state: PriorState) -> np.ndarray:

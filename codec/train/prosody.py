@@ -21,7 +21,13 @@ from torch import nn
 from codec.atomic import write_bytes_atomic
 from codec.config import ProsodyModelSection, ProsodyRecipe, to_dict
 from codec.errors import CodecError, ConfigError
-from codec.features import Normalizer, ProsodyConfig, ProsodyFeatures, cached_extract
+from codec.features import (
+    Normalizer,
+    ProsodyConfig,
+    ProsodyFeatures,
+    ProsodyStats,
+    cached_extract,
+)
 from codec.models.prosody import (
     SRNN,
     VRAE,
@@ -97,8 +103,10 @@ class ProsodyData:
         if not valid_entries:
             raise CodecError("no readable validation audio")
         self.normalizer = self._fit(train_entries, raw_train)
-        self.train = self._prepare(train_entries, raw_train)
-        self.valid = self._prepare(valid_entries, raw_valid)
+        self.train, _ = self._prepare(train_entries, raw_train)
+        # valid_f0_std[i]: the std of natural-log F0 that normalised valid[i], which
+        # turns its F0 errors back into cents
+        self.valid, self.valid_f0_std = self._prepare(valid_entries, raw_valid)
         if not self.train:
             raise CodecError("every training file is shorter than one prosody frame")
 
@@ -127,17 +135,21 @@ class ProsodyData:
                     by_speaker.setdefault(entry.speaker, []).append(feats)
         return Normalizer().fit(by_speaker)
 
-    def _prepare(self, entries: list[Entry], features: list[ProsodyFeatures]) -> list[np.ndarray]:
-        out = []
+    def _prepare(
+        self, entries: list[Entry], features: list[ProsodyFeatures]
+    ) -> tuple[list[np.ndarray], list[float]]:
+        """Normalised frames of each non-empty utterance, and the log-F0 std used."""
+        out, f0_std = [], []
         for entry, feats in zip(entries, features, strict=True):
             if feats.num_frames == 0:
                 continue
             if entry.speaker in self.normalizer.stats:
-                feats = self.normalizer.apply(feats, entry.speaker)
+                stats = self.normalizer.stats[entry.speaker]
             else:  # unknown or unseen speaker, or per-utterance normalisation
-                feats = self.normalizer.per_utterance(feats)
-            out.append(frames_matrix(feats))
-        return out
+                stats = ProsodyStats.fit([feats], self.normalizer.min_std)
+            out.append(frames_matrix(stats.apply(feats)))
+            f0_std.append(stats.f0_std)
+        return out, f0_std
 
     def batch(self, step: int, batch_size: int, seed: int) -> Batch:
         """Random crops of `segment_frames` frames, a function of `(seed, step)` only, so

@@ -215,3 +215,31 @@ def test_an_unreadable_file_is_reported_and_skipped(corpus, tmp_path):
     data = ProsodyData(tiny_recipe((copy, cache)), note=notes.append)
     assert any("broken.wav" in n for n in notes)
     assert len(data.train) + len(data.valid) == 6
+
+
+def test_codec_prosody_eval_scores_every_kind_on_held_out_clips(corpus, tmp_path):
+    from typer.testing import CliRunner
+
+    from codec.cli import app
+
+    runs = []
+    for kind in KINDS:
+        run = tmp_path / kind
+        train_prosody(tiny_recipe(corpus, kind, steps=2), run, log=lambda _: None)
+        runs.append(str(run))
+    table = tmp_path / "table.json"
+    result = CliRunner().invoke(app, ["prosody", "eval", *runs, "--k", "4", "--json", str(table)])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(table.read_text())
+    assert [r["kind"] for r in rows] == list(KINDS)
+    for r in rows:
+        assert r["utterances"] >= 1 and r["frames"] > 0 and r["k"] == 4
+        assert math.isfinite(r["nll_per_frame"]) and r["kl_per_frame"] >= 0
+        assert 0 <= r["voicing_error"] <= 1
+        assert f"| {r['kind']} |" in result.output
+    rnn = rows[0]
+    assert rnn["active_units"] == {} and rnn["kl_per_frame"] == 0
+    assert rnn["nll_per_frame"] == pytest.approx(-rnn["elbo_per_frame"], rel=1e-5)  # exact
+    assert set(rows[4]["active_units"]) == {"layer0", "layer1"}  # the ladder, per layer
+    for r in rows[1:]:
+        assert all(0 <= n <= 4 for n in r["active_units"].values())
