@@ -25,6 +25,7 @@ The quantised model predicts as well as the float one to within about 0.01 bit/t
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -33,6 +34,9 @@ import torch
 
 from codec.prior.model import CodePrior, PriorConfig, alibi_slopes
 
+# The arithmetic below is part of the entropy-coded format: any change to what it
+# computes must bump this version (it enters every prior's id).
+EXACT_VERSION = 1
 ACT_MAX = 2**15 - 1  # attention and norms: 16-bit signed activations, a scale per row
 WEIGHT_MAX = 2**7 - 1  # weights: 8-bit signed, one scale per output column
 LINEAR_ACT_MAX = 2**9 - 1  # inputs of a matrix product: at most 10-bit signed
@@ -148,7 +152,8 @@ class KVCache:
         if self.end + f > self.k.shape[1]:
             arrays = [self.k, self.sk, self.v, self.sv]
             if n + f > self.k.shape[1]:  # a chunk larger than the buffer: grow it
-                arrays = [np.zeros((a.shape[0], n + f, a.shape[2])) for a in arrays]
+                size = n + f + self.keep
+                arrays = [np.zeros((a.shape[0], size, a.shape[2])) for a in arrays]
             for new, old in zip(arrays, [self.k, self.sk, self.v, self.sv], strict=True):
                 new[:, :n] = old[:, self.start : self.end]
             self.k, self.sk, self.v, self.sv = arrays
@@ -230,6 +235,15 @@ class ExactPrior:
 
     # -- the temporal Transformer -------------------------------------------------------
 
+    @functools.lru_cache(maxsize=64)  # noqa: B019 - one prior, a few shapes
+    def _bias(self, f: int, n: int) -> np.ndarray:
+        """`[H, f, n]` ALiBi bias of the last f of n frames, -inf outside the window."""
+        distance = (np.arange(n - f, n)[:, None] - np.arange(n)[None, :]).astype(np.float64)
+        bias = -self.slopes * distance
+        bias[:, (distance < 0) | (distance >= self.config.window)] = -np.inf
+        bias.flags.writeable = False
+        return bias
+
     def start(self, n_q: int) -> PriorState:
         """A fresh stream of frames with `n_q` codebooks each."""
         if not 1 <= n_q <= self.config.n_codebooks:
@@ -260,11 +274,7 @@ class ExactPrior:
         keys, key_scale, values, value_scale = cache.append(ki, sk, vi, sv)
         n = keys.shape[1]
         scores = (qi @ keys.transpose(0, 2, 1)) * sq * key_scale.transpose(0, 2, 1)
-        scores = scores * self.inv_sqrt_dh
-        distance = (np.arange(n - f, n)[:, None] - np.arange(n)[None, :]).astype(np.float64)
-        scores = scores - self.slopes * distance
-        hidden = (distance < 0) | (distance >= c.window)
-        scores[:, hidden] = -np.inf
+        scores = scores * self.inv_sqrt_dh + self._bias(f, n)
         w = exact_softmax_weights(scores)  # [H, F, N], integers
         u = (w * value_scale.transpose(0, 2, 1)) / np.sum(w, axis=-1, keepdims=True)
         ui, su = quant_rows(u)

@@ -50,8 +50,13 @@ class LoadedPrior:
 
 
 def prior_id(meta: bytes, weights: bytes) -> bytes:
-    """16-byte id of a prior: SHA-256 of its metadata JSON and weight file."""
-    return hashlib.sha256(meta + b"\0" + weights).digest()[:16]
+    """16-byte id of a prior: SHA-256 of its metadata JSON, its weight file and the
+    version of the integer arithmetic that turns them into probabilities (a change to
+    `codec.prior.exact` bumps `EXACT_VERSION`, so older files are refused, not misread)."""
+    from codec.prior.exact import EXACT_VERSION
+
+    tag = f"exact-v{EXACT_VERSION}".encode()
+    return hashlib.sha256(meta + b"\0" + weights + b"\0" + tag).digest()[:16]
 
 
 def _weights(model: CodePrior) -> bytes:

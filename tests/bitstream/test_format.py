@@ -284,3 +284,56 @@ def test_header_rejects_out_of_bound_fields() -> None:
         make_header(original_length=3 * 320 + 1)
     with pytest.raises(ValueError, match="model_id"):
         make_header(model_id=b"short")
+
+
+# Entropy-coded files (flag bit 0): a 96-byte header and a range-coded payload.
+
+PRIOR_ID = bytes(range(200, 216))
+
+
+def coded_file(payload: bytes = b"\x12\x34\x56") -> bytes:
+    header = make_header(flags=codes_format.FLAG_ENTROPY, prior_id=PRIOR_ID)
+    return codes_format.to_bytes_coded(header, payload)
+
+
+def test_entropy_coded_file_round_trips_header_and_payload() -> None:
+    data = coded_file()
+    assert len(data) == codes_format.ENTROPY_HEADER_SIZE + 3
+    f = from_bytes(data, expected_model_id=MODEL_ID)
+    assert f.header.entropy_coded and f.header.prior_id == PRIOR_ID
+    assert f.codes is None and f.payload == b"\x12\x34\x56"
+
+
+def test_entropy_coded_header_needs_a_prior_id_and_plain_headers_refuse_one() -> None:
+    with pytest.raises(ValueError, match="prior_id"):
+        make_header(flags=codes_format.FLAG_ENTROPY)
+    with pytest.raises(ValueError, match="prior_id"):
+        make_header(prior_id=PRIOR_ID)
+    with pytest.raises(ValueError):
+        to_bytes(make_header(flags=codes_format.FLAG_ENTROPY, prior_id=PRIOR_ID), np.zeros((2, 3)))
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda d: d[:-1], "checksum mismatch|truncated"),
+        (lambda d: reseal(d[:-1]), "truncated"),
+        (lambda d: reseal(d + b"\0"), "unexpected bytes"),
+        (lambda d: edit(d, 88, "Q", 1), "reserved"),
+        (lambda d: edit(d, 80, "Q", 2**40), "payload_size"),
+        (lambda d: edit(d, 10, "H", 64), "at least 96"),
+        (lambda d: d[:50] + bytes([d[50] ^ 1]) + d[51:], "checksum mismatch"),
+        (lambda d: d[:-2] + bytes([d[-2] ^ 4]) + d[-1:], "checksum mismatch"),
+    ],
+)
+def test_bad_entropy_coded_files_are_refused(change, message: str) -> None:
+    with pytest.raises(FormatError, match=message):
+        from_bytes(change(coded_file()))
+
+
+def test_a_coded_payload_over_the_bound_is_not_written() -> None:
+    header = make_header(
+        n_codebooks=1, n_frames=1, flags=codes_format.FLAG_ENTROPY, prior_id=PRIOR_ID
+    )
+    with pytest.raises(ValueError, match="exceeds the bound"):
+        codes_format.to_bytes_coded(header, b"\xff" * 20)
