@@ -55,6 +55,10 @@ def train_command(
 def eval_command(
     runs: Annotated[list[Path], typer.Argument(help="`codec prosody train` run folders.")],
     k: Annotated[int, typer.Option("--k", help="Importance samples of the IWAE bound.")] = 500,
+    limit: Annotated[
+        int,
+        typer.Option("--limit", help="Score only the first N validation utterances (0: all)."),
+    ] = 0,
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Also write every run's figures as JSON.")
     ] = None,
@@ -66,7 +70,7 @@ def eval_command(
 
         codec prosody eval runs/prosody-rnn runs/prosody-vrnn
 
-        codec prosody eval runs/prosody-table/* --k 500 --json table.json
+        codec prosody eval runs/prosody-table/* --k 500 --limit 64 --json table.json
     """
     with user_errors():
         import json
@@ -80,7 +84,7 @@ def eval_command(
         results = []
         out.print(TABLE_HEADER, highlight=False, soft_wrap=True)
         for run in runs:
-            results.append(evaluate_run(run, k=k))
+            results.append(evaluate_run(run, k=k, limit=limit))
             out.print(table_row(results[-1]), highlight=False, soft_wrap=True)
         if json_out is not None:
             write_bytes_atomic(json_out, (json.dumps(results, indent=2) + "\n").encode())

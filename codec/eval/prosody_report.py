@@ -39,12 +39,15 @@ ACTIVE_KL = 0.01  # nats per frame for a per-frame latent dimension to count as 
 
 @torch.no_grad()
 def evaluate_run(
-    run_dir: str | Path, k: int = 500, batch_size: int = 16, seed: int = 0, log=print
+    run_dir: str | Path, k: int = 500, batch_size: int = 16, seed: int = 0, limit: int = 0
 ) -> dict[str, Any]:
-    """The held-out figures of one run (see the module docstring)."""
+    """The held-out figures of one run (see the module docstring); `limit` keeps the
+    first utterances of the validation split (in manifest order), 0 all of them."""
     start = time.perf_counter()
     model, recipe = load_run(run_dir)
     data = ProsodyData(recipe, note=lambda _: None)
+    if limit:
+        data.valid, data.valid_f0_std = data.valid[:limit], data.valid_f0_std[:limit]
     batches = list(data.valid_batches(batch_size))
     stds = data.valid_f0_std
     torch.manual_seed(seed)

@@ -228,7 +228,8 @@ def test_codec_prosody_eval_scores_every_kind_on_held_out_clips(corpus, tmp_path
         train_prosody(tiny_recipe(corpus, kind, steps=2), run, log=lambda _: None)
         runs.append(str(run))
     table = tmp_path / "table.json"
-    result = CliRunner().invoke(app, ["prosody", "eval", *runs, "--k", "4", "--json", str(table)])
+    args = ["prosody", "eval", *runs, "--k", "4", "--limit", "5", "--json", str(table)]
+    result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     rows = json.loads(table.read_text())
     assert [r["kind"] for r in rows] == list(KINDS)
