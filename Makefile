@@ -33,6 +33,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/latency.py
 	$(BIN)/python benchmarks/memory.py --minutes 60
 	$(BIN)/python benchmarks/gpu_throughput.py --compile
+	$(BIN)/python benchmarks/entropy.py
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check codec tests recipes benchmarks

@@ -1,6 +1,7 @@
 """Peak memory (and time) of `codec encode` / `codec decode` on a 1-hour file, and Opus's.
 
-Usage: `python benchmarks/memory.py [--minutes 60] [--model speech16k] [--keep DIR]`
+Usage: `python benchmarks/memory.py [--minutes 60] [--model speech16k] [--keep DIR]
+[--entropy]`
 
 Writes a generated speech-like 16 kHz FLAC of `--minutes` (the bundled clips repeated
 with small gain changes), then runs each command as its own process and reads its peak
@@ -65,6 +66,9 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=60.0)
     parser.add_argument("--model", default="speech16k")
     parser.add_argument("--keep", type=Path, help="keep the generated files in this folder")
+    parser.add_argument(
+        "--entropy", action="store_true", help="also encode and decode with --entropy (the prior)"
+    )
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="codec-memory-"))
     try:
@@ -79,6 +83,14 @@ def main() -> None:
             ("codec decode", [*codec, "decode", str(tmp / "long.codes"), str(tmp / "out.wav"),
                               "-m", args.model]),
         ]  # fmt: skip
+        if args.entropy:
+            rows += [
+                ("codec encode --entropy", [*codec, "encode", str(long_flac),
+                                            str(tmp / "long-e.codes"), "-m", args.model,
+                                            "--entropy"]),
+                ("codec decode (entropy-coded)", [*codec, "decode", str(tmp / "long-e.codes"),
+                                                  str(tmp / "out-e.wav"), "-m", args.model]),
+            ]  # fmt: skip
         if shutil.which("opusenc") and shutil.which("opusdec"):
             rows += [
                 ("opusenc 6 kbps", ["opusenc", "--quiet", "--bitrate", "6", str(long_flac),

@@ -201,7 +201,8 @@ def train_prior(
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Train the recipe's prior into `out_dir`: `checkpoint.pt`, `metrics.json`, and
-    `prior.safetensors` + `prior.json` (ready for `codec prior export`).
+    `prior.safetensors` + `prior.json` of the step with the best validation loss (every
+    `valid_every` steps and the last), ready for `codec prior export`.
 
     Refuses a non-empty `out_dir` unless `resume`. Returns the validation metrics.
     """
@@ -225,11 +226,11 @@ def train_prior(
         lr=t.learning_rate,
         betas=(0.9, 0.95),
     )
-    step = 0
+    step, best = 0, None
     if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
-        step = state["step"]
+        step, best = state["step"], state.get("best")
         log(f"resumed at step {step}")
     log(f"prior: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters")
     model.train()
@@ -252,21 +253,42 @@ def train_prior(
             log(f"step {step} loss {bits:.3f} bits/token lr {lr:.2e} {rate:.2f} step/s")
             start, losses = time.perf_counter(), []
         if step % t.checkpoint_every == 0 or step == t.steps:
-            _save(out, model, opt, step, recipe)
+            _save(out, model, opt, step, recipe, best)
         if step % t.valid_every == 0 and step < t.steps:
-            m = evaluate(model, data.valid, t.seq_frames)
+            m = {**evaluate(model, data.valid, t.seq_frames), "steps": step}
             log(f"step {step} valid {m['bits_per_token']:.3f} bits/token")
+            best = _keep_best(out, model, codec, m, best, log)
+            _save(out, model, opt, step, recipe, best)
     metrics = {**evaluate(model, data.valid, t.seq_frames), "steps": step}
     metrics["train_frames"] = int(data.train.shape[1])
-    write_bytes_atomic(out / METRICS, (json.dumps(metrics, indent=2) + "\n").encode())
-    save_prior(model, out, pretrained.id_of(codec), metrics)
     per_q = " ".join(f"{b:.2f}" for b in metrics["bits_per_token_q"])
     log(f"step {step} valid {metrics['bits_per_token']:.3f} bits/token; per codebook: {per_q}")
+    best = _keep_best(out, model, codec, metrics, best, log)
+    metrics["best"] = best
+    write_bytes_atomic(out / METRICS, (json.dumps(metrics, indent=2) + "\n").encode())
     return metrics
 
 
+def _keep_best(
+    out: Path, model: CodePrior, codec: CodecModel, m: dict, best: dict | None, log
+) -> dict:
+    """Write the prior files when `m` is the best validation so far (the prior that a
+    run hands to `codec prior export` is its best, not its last); return the best."""
+    if best is not None and best["bits_per_token"] <= m["bits_per_token"]:
+        return best
+    save_prior(model, out, pretrained.id_of(codec), m)
+    if best is not None:
+        log(f"step {m['steps']}: best so far, prior files written")
+    return {"steps": m["steps"], "bits_per_token": m["bits_per_token"]}
+
+
 def _save(
-    out: Path, model: CodePrior, opt: torch.optim.Optimizer, step: int, recipe: PriorRecipe
+    out: Path,
+    model: CodePrior,
+    opt: torch.optim.Optimizer,
+    step: int,
+    recipe: PriorRecipe,
+    best: dict | None,
 ) -> None:
     out.mkdir(parents=True, exist_ok=True)
     save_checkpoint(
@@ -275,6 +297,7 @@ def _save(
             "model": model.state_dict(),
             "optimizer": opt.state_dict(),
             "step": step,
+            "best": best,
             "recipe": to_dict(recipe),
         },
     )

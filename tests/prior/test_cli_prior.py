@@ -120,3 +120,23 @@ def test_export_refuses_a_prior_of_another_codec(
     run = model_with_prior.parent / "run"
     r = codec("prior", "export", run, other)
     assert r.exit_code == 1 and "not of" in r.output
+
+
+def test_a_run_hands_over_its_best_validation_step(tmp_path, model_with_prior) -> None:
+    import json
+
+    from codec.config import load_prior_recipe
+    from codec.train.prior import train_prior
+
+    root = model_with_prior.parent
+    recipe = load_prior_recipe(
+        root / "prior.yaml", ["train.steps=12", "train.valid_every=4", "train.learning_rate=0.3"]
+    )  # a learning rate this high makes the loss wander, so the last step need not be best
+    logs: list[str] = []
+    metrics = train_prior(recipe, tmp_path / "run", log=logs.append)
+    best = metrics["best"]
+    assert best["steps"] in (4, 8, 12)
+    assert best["bits_per_token"] <= metrics["bits_per_token"]
+    stored = json.loads((tmp_path / "run" / "prior.json").read_text())["metrics"]
+    assert stored["steps"] == best["steps"]
+    assert stored["bits_per_token"] == pytest.approx(best["bits_per_token"])
