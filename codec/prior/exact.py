@@ -50,6 +50,7 @@ EXP_TABLE = np.array(
     [round(EXP_ONE * math.exp(-i / EXP_RES)) for i in range(EXP_SPAN * EXP_RES)] + [0],
     dtype=np.float64,
 )
+_EXP_TABLE_INT = EXP_TABLE.astype(np.int64)
 FREQ_BITS = 24  # frequency tables of the range coder sum to at most 2^24
 FREQ_TOTAL = 1 << FREQ_BITS
 
@@ -87,6 +88,11 @@ class QLinear:
         return cls(wi, scale, act_max)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
+        if x.shape[0] == 1 and x.ndim == 2:  # one row (a decoder step): the same
+            row = x[0]  # operations with a Python float for the scale, fewer array calls
+            s = max(float(np.abs(row).max()), 1e-300) / self.act_max
+            xi = np.rint(row / s)
+            return ((xi.astype(np.float32) @ self.w) * (s * self.scale))[None]
         xi, sx = quant_rows(x, self.act_max)
         return (xi.astype(np.float32) @ self.w) * (sx * self.scale)
 
@@ -106,6 +112,13 @@ class QNormLinear:
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         lin = self.linear
+        if x.shape[0] == 1 and x.ndim == 2:  # one row, as in QLinear
+            row = x[0]
+            s = max(float(np.abs(row).max()), 1e-300) / lin.act_max
+            xi = np.rint(row / s)
+            mean_square = float(np.dot(xi, xi)) / x.shape[-1] * (s * s)
+            row_scale = s / math.sqrt(mean_square + self.eps)
+            return ((xi.astype(np.float32) @ lin.w) * (row_scale * lin.scale))[None]
         xi, sx = quant_rows(x, lin.act_max)
         mean_square = np.sum(xi * xi, axis=-1, keepdims=True) / x.shape[-1] * (sx * sx)
         row_scale = sx / np.sqrt(mean_square + self.eps)
@@ -124,10 +137,14 @@ def frequencies(logits: np.ndarray) -> np.ndarray:
 
     Deterministic given the logits: an integer softmax, then integer division.
     """
-    w = exact_softmax_weights(logits).astype(np.int64)
-    k = logits.shape[-1]
+    z = logits - logits.max(axis=-1, keepdims=True)
+    index = np.minimum(-z * EXP_RES, len(EXP_TABLE) - 1)
+    w = _EXP_TABLE_INT[np.rint(index, out=index).astype(np.int64)]
     total = w.sum(axis=-1, keepdims=True)
-    return 1 + (w * (FREQ_TOTAL - k)) // total
+    w *= FREQ_TOTAL - logits.shape[-1]
+    w //= total
+    w += 1
+    return w
 
 
 class KVCache:
@@ -257,9 +274,8 @@ class ExactPrior:
     def _frame_inputs(self, state: PriorState, prev: np.ndarray) -> np.ndarray:
         """`[F, dim]` temporal inputs from the codes `prev` `[n_q, F]` of each frame's
         previous frame (value `bos` before the first)."""
-        total = self.count_embed[state.n_q - 1] + self.frame_embed[0, prev[0]]
-        for q in range(1, state.n_q):  # integers: exact in any order
-            total = total + self.frame_embed[q, prev[q]]
+        rows = self.frame_embed[np.arange(state.n_q)[:, None], prev]  # [n_q, F, dim]
+        total = rows.sum(axis=0) + self.count_embed[state.n_q - 1]  # integers: exact
         return total * self.frame_scale
 
     def _attend(self, layer: dict, cache: KVCache, x: np.ndarray) -> np.ndarray:
@@ -268,9 +284,7 @@ class ExactPrior:
         c, h, dh = self.config, self.config.n_heads, self.head_dim
         f = x.shape[0]
         qkv = layer["qkv"](x).reshape(f, 3, h, dh).transpose(1, 2, 0, 3)  # [3, H, F, dh]
-        qi, sq = quant_rows(qkv[0])
-        ki, sk = quant_rows(qkv[1])
-        vi, sv = quant_rows(qkv[2])
+        (qi, ki, vi), (sq, sk, sv) = quant_rows(qkv)  # per row: all three at once
         keys, key_scale, values, value_scale = cache.append(ki, sk, vi, sv)
         n = keys.shape[1]
         scores = (qi @ keys.transpose(0, 2, 1)) * sq * key_scale.transpose(0, 2, 1)
