@@ -78,25 +78,33 @@ def evaluate_run(
         "kl_per_frame": kl["kl_per_frame"],
         "f0_rmse_cents": (sq_cents / voiced) ** 0.5 if voiced else float("nan"),
         "voicing_error": flips / max(frames, 1),
-        "active_units": _active_units(model, batches, kl),
+        "active_units": _active_units(model, batches, outputs),
         "seconds": time.perf_counter() - start,
     }
 
 
-def _active_units(model, batches, kl: dict[str, Any]) -> dict[str, int]:
+def _active_units(model, batches, outputs: list) -> dict[str, int]:
     if isinstance(model, (VRAE, LadderVAE)):
         means = posterior_means(model, batches)
         if isinstance(means, dict):
             return {name: active_units(m) for name, m in means.items()}
         return {"z": active_units(means)}
-    per_dim = kl.get("kl_per_dim")
-    if per_dim is None:
+    if outputs[0].kl_per_dim is None:
         return {}
-    frames = sum(int(m.sum()) for _, m in batches)
-    utterances = sum(len(m) for _, m in batches)
-    # kl_per_dim is summed over steps and averaged over utterances: back to per frame
-    per_frame = torch.tensor(per_dim) * utterances / frames
-    return {"z": int((per_frame > ACTIVE_KL).sum())}
+    return {"z": kl_active_units(outputs)}
+
+
+def kl_active_units(outputs: list, threshold: float = ACTIVE_KL) -> int:
+    """Dimensions of a per-frame latent carrying more than `threshold` nats of KL per
+    real frame over `outputs` (BoundOutputs). Each batch's total KL is split over the
+    dimensions in the proportions of its `kl_per_dim`, which models normalise
+    differently (per frame `[D]`, or per step `[T, D]` averaged over the batch)."""
+    totals = 0.0
+    for o in outputs:
+        shares = o.kl_per_dim.reshape(-1, o.kl_per_dim.shape[-1]).sum(0)
+        totals = totals + shares / shares.sum().clamp(min=1e-12) * o.kl.sum()
+    frames = sum(o.frames.sum() for o in outputs)
+    return int((totals / frames > threshold).sum())
 
 
 def table_row(m: dict[str, Any]) -> str:

@@ -128,3 +128,17 @@ def test_cluster_purity_of_separated_and_of_random_labels():
     assert prosody.cluster_purity(latents, speakers) == 1.0
     shuffled = [speakers[i] for i in torch.randperm(100, generator=g)]
     assert prosody.cluster_purity(latents, shuffled) < 0.5
+def test_kl_active_units_does_not_depend_on_how_a_model_normalises_kl_per_dim():
+    from codec.eval.prosody_report import kl_active_units
+    from codec.models.prosody.base import BoundOutput
+
+    # 2 sequences of 10 and 30 frames; per frame, dims carry 0.5, 0.02, 0.005, 0 nats
+    per_frame = torch.tensor([0.5, 0.02, 0.005, 0.0])
+    frames = torch.tensor([10.0, 30.0])
+    kl = frames * per_frame.sum()
+    zero = torch.zeros(2)
+    per_step = per_frame * torch.tensor([1.0] * 10 + [0.5] * 20)[:, None]  # [T, D] batch mean
+    as_vrnn = BoundOutput(zero, zero, kl, frames, zero.sum(), kl_per_dim=per_frame)
+    as_srnn = BoundOutput(zero, zero, kl, frames, zero.sum(), kl_per_dim=per_step)
+    assert kl_active_units([as_vrnn]) == kl_active_units([as_srnn]) == 2
+    assert kl_active_units([as_vrnn], threshold=0.001) == 3
