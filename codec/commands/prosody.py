@@ -86,6 +86,17 @@ def eval_command(
         for run in runs:
             results.append(evaluate_run(run, k=k, limit=limit))
             out.print(table_row(results[-1]), highlight=False, soft_wrap=True)
+        for r in results:  # what the global latents hold, where there are any
+            if "mutual_information" in r:
+                mi = ", ".join(f"{n} {v:.2f}" for n, v in r["mutual_information"].items())
+                line = f"{r['kind']}: mutual information (nats) {mi}"
+                if "speaker_purity" in r:
+                    pur = ", ".join(f"{n} {v:.2f}" for n, v in r["speaker_purity"].items())
+                    line += (
+                        f"; speaker purity of k-means ({r['speakers']} speakers) {pur}, "
+                        f"one cluster {r['speaker_purity_one_cluster']:.2f}"
+                    )
+                out.print(line, highlight=False, soft_wrap=True)
         if json_out is not None:
             write_bytes_atomic(json_out, (json.dumps(results, indent=2) + "\n").encode())
 

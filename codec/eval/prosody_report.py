@@ -12,7 +12,9 @@
 - `active_units`: for global latents (VRAE, each ladder layer) the dimensions whose
   posterior mean varies across utterances (Cov > 0.01, Burda et al. 2016); for per-frame
   latents (VRNN, SRNN), whose conditional prior moves with the data, the dimensions
-  carrying more than 0.01 nats of KL per frame on average; 0 for RNN-Gauss.
+  carrying more than 0.01 nats of KL per frame on average; 0 for RNN-Gauss;
+- for global latents, `mutual_information` (nats) between utterance and latent, and
+  `speaker_purity` of k-means clusters of the posterior means against speaker labels.
 """
 
 from __future__ import annotations
@@ -26,9 +28,12 @@ import torch
 from codec.eval.prosody import (
     CENTS_PER_NEPER,
     active_units,
+    cluster_purity,
     kl_summary,
+    mutual_information,
     nll_per_frame,
     posterior_means,
+    posteriors,
 )
 from codec.eval.prosody_analysis import load_run
 from codec.models.prosody import VRAE, LadderVAE
@@ -48,6 +53,7 @@ def evaluate_run(
     data = ProsodyData(recipe, note=lambda _: None)
     if limit:
         data.valid, data.valid_f0_std = data.valid[:limit], data.valid_f0_std[:limit]
+        data.valid_speakers = data.valid_speakers[:limit]
     batches = list(data.valid_batches(batch_size))
     stds = data.valid_f0_std
     torch.manual_seed(seed)
@@ -79,8 +85,32 @@ def evaluate_run(
         "f0_rmse_cents": (sq_cents / voiced) ** 0.5 if voiced else float("nan"),
         "voicing_error": flips / max(frames, 1),
         "active_units": _active_units(model, batches, outputs),
+        **_global_latents(model, batches, data.valid_speakers),
         "seconds": time.perf_counter() - start,
     }
+
+
+def _global_latents(model, batches, speakers: list[str]) -> dict[str, Any]:
+    """For global latents (VRAE, each ladder layer): the mutual information between
+    utterance and latent (nats, at most log N), and the purity of k-means clusters of the
+    posterior means against speakers (k = number of speakers), next to the purity of
+    putting every utterance in one cluster."""
+    if not isinstance(model, (VRAE, LadderVAE)):
+        return {}
+    q = posteriors(model, batches)
+    layers = q if isinstance(q, dict) else {"z": q}
+    labelled = [i for i, s in enumerate(speakers) if s]
+    names = [speakers[i] for i in labelled]
+    out: dict[str, Any] = {
+        "mutual_information": {n: mutual_information(g.mean, g.log_var) for n, g in layers.items()}
+    }
+    if len(set(names)) > 1:
+        out["speaker_purity"] = {
+            n: cluster_purity(g.mean[labelled], names) for n, g in layers.items()
+        }
+        out["speaker_purity_one_cluster"] = max(names.count(s) for s in set(names)) / len(names)
+        out["speakers"] = len(set(names))
+    return out
 
 
 def _active_units(model, batches, outputs: list) -> dict[str, int]:

@@ -103,10 +103,10 @@ class ProsodyData:
         if not valid_entries:
             raise CodecError("no readable validation audio")
         self.normalizer = self._fit(train_entries, raw_train)
-        self.train, _ = self._prepare(train_entries, raw_train)
+        self.train, _, _ = self._prepare(train_entries, raw_train)
         # valid_f0_std[i]: the std of natural-log F0 that normalised valid[i], which
-        # turns its F0 errors back into cents
-        self.valid, self.valid_f0_std = self._prepare(valid_entries, raw_valid)
+        # turns its F0 errors back into cents; valid_speakers[i]: its speaker label
+        self.valid, self.valid_f0_std, self.valid_speakers = self._prepare(valid_entries, raw_valid)
         if not self.train:
             raise CodecError("every training file is shorter than one prosody frame")
 
@@ -137,9 +137,10 @@ class ProsodyData:
 
     def _prepare(
         self, entries: list[Entry], features: list[ProsodyFeatures]
-    ) -> tuple[list[np.ndarray], list[float]]:
-        """Normalised frames of each non-empty utterance, and the log-F0 std used."""
-        out, f0_std = [], []
+    ) -> tuple[list[np.ndarray], list[float], list[str]]:
+        """Normalised frames of each non-empty utterance, the log-F0 std used, and its
+        speaker."""
+        out, f0_std, speakers = [], [], []
         for entry, feats in zip(entries, features, strict=True):
             if feats.num_frames == 0:
                 continue
@@ -149,7 +150,8 @@ class ProsodyData:
                 stats = ProsodyStats.fit([feats], self.normalizer.min_std)
             out.append(frames_matrix(stats.apply(feats)))
             f0_std.append(stats.f0_std)
-        return out, f0_std
+            speakers.append(entry.speaker)
+        return out, f0_std, speakers
 
     def batch(self, step: int, batch_size: int, seed: int) -> Batch:
         """Random crops of `segment_frames` frames, a function of `(seed, step)` only, so

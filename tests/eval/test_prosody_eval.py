@@ -128,6 +128,8 @@ def test_cluster_purity_of_separated_and_of_random_labels():
     assert prosody.cluster_purity(latents, speakers) == 1.0
     shuffled = [speakers[i] for i in torch.randperm(100, generator=g)]
     assert prosody.cluster_purity(latents, shuffled) < 0.5
+
+
 def test_kl_active_units_does_not_depend_on_how_a_model_normalises_kl_per_dim():
     from codec.eval.prosody_report import kl_active_units
     from codec.models.prosody.base import BoundOutput

@@ -242,5 +242,10 @@ def test_codec_prosody_eval_scores_every_kind_on_held_out_clips(corpus, tmp_path
     assert rnn["active_units"] == {} and rnn["kl_per_frame"] == 0
     assert rnn["nll_per_frame"] == pytest.approx(-rnn["elbo_per_frame"], rel=1e-5)  # exact
     assert set(rows[4]["active_units"]) == {"layer0", "layer1"}  # the ladder, per layer
+    for r in (rows[1], rows[4]):  # global latents: information and speaker clusters
+        assert all(0 <= v <= math.log(5) + 1e-6 for v in r["mutual_information"].values())
+        if r.get("speakers", 0) > 1:  # this tiny split may hold one speaker only
+            assert all(0 < v <= 1 for v in r["speaker_purity"].values())
+        assert "mutual information" in result.output
     for r in rows[1:]:
         assert all(0 <= n <= 4 for n in r["active_units"].values())
