@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from codec import bitstream, pretrained
 from codec.audio import audio_info, find_audio_files, iter_audio_blocks
-from codec.commands import err, out
+from codec.commands import err, out, progress_bar
 from codec.commands import fail as _fail
 from codec.commands import user_errors as _user_errors
 from codec.errors import CodecError
@@ -41,20 +39,6 @@ def _set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-@contextlib.contextmanager
-def _progress(total: float, label: str) -> Iterator[Callable[[float], None]]:
-    """A progress bar over `total` units on stderr (hidden when stderr is no terminal)."""
-    columns = [
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.percentage:>3.0f}%"),
-        TimeRemainingColumn(),
-    ]
-    with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as bar:
-        task = bar.add_task(label, total=total)
-        yield lambda done: bar.update(task, completed=done)
-
-
 def _run_tree(
     src: Path, dst: Path, files: list[Path], suffix: str, work: Callable[[Path, Path], None]
 ):
@@ -62,7 +46,7 @@ def _run_tree(
     if not files:
         _fail(f"{src}: no input files found")
     failed = 0
-    with _progress(len(files), f"{len(files)} files") as advance:
+    with progress_bar(len(files), f"{len(files)} files") as advance:
         for i, f in enumerate(files):
             try:
                 work(f, output_path(f, src, dst, suffix))
@@ -155,7 +139,7 @@ def encode(
             return
         duration = audio_info(src).duration
         start = time.perf_counter()
-        with _progress(duration, src.name) as progress:
+        with progress_bar(duration, src.name) as progress:
             header = encode_file(m, src, dst, bitrate, progress, compile=compile_, entropy=entropy)
         elapsed = time.perf_counter() - start
         size = dst.stat().st_size
@@ -267,7 +251,7 @@ def decode(
         header = bitstream.read_header(src)
         m = model_for(header)
         start = time.perf_counter()
-        with _progress(header.duration, src.name) as progress:
+        with progress_bar(header.duration, src.name) as progress:
             decode_file(m, src, dst, progress, compile=compile_)
         elapsed = time.perf_counter() - start
         out.print(

@@ -8,11 +8,12 @@ command share them without importing each other.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from codec.errors import CodecError
 
@@ -37,3 +38,18 @@ def user_errors() -> Iterator[None]:
         fail(f"{e.filename or ''}: {e.strerror or e}".lstrip(": "))
     except KeyboardInterrupt:
         fail("interrupted", 130)
+
+
+@contextlib.contextmanager
+def progress_bar(total: float, label: str) -> Iterator[Callable[[float], None]]:
+    """A progress bar over `total` units on stderr (hidden when stderr is no terminal);
+    yields a function that sets how much is done."""
+    columns = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeRemainingColumn(),
+    ]
+    with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda done: bar.update(task, completed=done)

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from codec import pretrained
-from codec.commands import out, user_errors
+from codec.commands import out, progress_bar, user_errors
 
 prior_app = typer.Typer(
     no_args_is_help=True,
@@ -129,9 +129,7 @@ def sample_command(
         if not 0 < seconds <= 600:
             raise CodecError(f"--seconds must be in (0, 600], got {seconds}")
         m = pretrained.load(model)
-        from codec.cli import _progress
-
-        with _progress(seconds, dst.name) as progress:
+        with progress_bar(seconds, dst.name) as progress:
             made = generate_audio(
                 m, dst, seconds, prompt=prompt, temperature=temperature, top_k=top_k,
                 top_p=top_p, seed=seed, bitrate=bitrate, progress=progress,

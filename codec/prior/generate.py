@@ -13,7 +13,7 @@ import torch
 from codec.audio import AudioWriter, iter_audio_blocks
 from codec.inference import decode_chunks, encode_stream, prior_for
 from codec.models.codec import CodecModel
-from codec.prior.coding import sample_codes, sampler
+from codec.prior.coding import CHUNK_FRAMES, sample_codes, sampler
 
 
 @dataclass
@@ -57,8 +57,8 @@ def generate_audio(
 
     def chunks():
         if prompt_codes is not None:
-            for s in range(0, prompt_codes.shape[1], 100):
-                yield torch.from_numpy(prompt_codes[:, s : s + 100])
+            for s in range(0, prompt_codes.shape[1], CHUNK_FRAMES):
+                yield torch.from_numpy(prompt_codes[:, s : s + CHUNK_FRAMES])
         done = 0
         for chunk in sample_codes(prior.exact, n_frames, n_q, choose, prompt_codes):
             done += chunk.shape[1]
