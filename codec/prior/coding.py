@@ -85,6 +85,18 @@ def _frames(
         yield frame
 
 
+def _chunked(frames: Iterator[np.ndarray], chunk_frames: int) -> Iterator[np.ndarray]:
+    """Frames `[n_q]` gathered into chunks `[n_q, F_i]` of at most `chunk_frames`."""
+    chunk: list[np.ndarray] = []
+    for frame in frames:
+        chunk.append(frame)
+        if len(chunk) == chunk_frames:
+            yield np.stack(chunk, axis=1)
+            chunk = []
+    if chunk:
+        yield np.stack(chunk, axis=1)
+
+
 def decode_codes(
     exact: ExactPrior, payload: bytes, n_q: int, n_frames: int, chunk_frames: int = CHUNK_FRAMES
 ) -> Iterator[np.ndarray]:
@@ -98,15 +110,7 @@ def decode_codes(
         decoder.consume(int(cum[symbol] - freq[symbol]), int(freq[symbol]))
         return symbol
 
-    state = exact.start(n_q)
-    chunk: list[np.ndarray] = []
-    for frame in _frames(exact, state, n_frames, choose):
-        chunk.append(frame)
-        if len(chunk) == chunk_frames:
-            yield np.stack(chunk, axis=1)
-            chunk = []
-    if chunk:
-        yield np.stack(chunk, axis=1)
+    yield from _chunked(_frames(exact, exact.start(n_q), n_frames, choose), chunk_frames)
     if decoder.pos < len(payload):  # a consistent stream is read to its end
         raise CodecError(
             f"entropy-coded payload has {len(payload) - decoder.pos} bytes its codes did not "
@@ -153,11 +157,4 @@ def sample_codes(
     if prompt is not None and prompt.shape[1]:
         for start in range(0, prompt.shape[1], chunk_frames):
             exact.summaries(state, prompt[:n_q, start : start + chunk_frames])
-    chunk: list[np.ndarray] = []
-    for frame in _frames(exact, state, n_frames, choose):
-        chunk.append(frame)
-        if len(chunk) == chunk_frames:
-            yield np.stack(chunk, axis=1)
-            chunk = []
-    if chunk:
-        yield np.stack(chunk, axis=1)
+    yield from _chunked(_frames(exact, state, n_frames, choose), chunk_frames)
