@@ -1,7 +1,7 @@
 """Entropy coding with the prior: file sizes with and without `--entropy`, and speed.
 
 Usage: `python benchmarks/entropy.py [--data DIR] [--split valid] [--limit N]
-[--bitrate 6,3,1.5] [--model speech16k] [--threads 2] [--speed-seconds 30]`
+[--bitrate 6,3,1.5] [--model speech16k] [--threads 2] [--speed-seconds 30] [--no-sizes]`
 
 Sizes: every file of the split (held-out speech: neither the codec nor the prior saw
 it) is encoded once; its codes are range-coded by the prior and decoded back, and the
@@ -126,22 +126,24 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=0, help="at most this many files (0: all)")
     ap.add_argument("--bitrate", default="6,3,1.5")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--speed-seconds", type=float, default=30.0)
+    ap.add_argument("--speed-seconds", type=float, default=30.0, help="0: skip the speed part")
+    ap.add_argument("--no-sizes", action="store_true", help="skip the size part")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     model = pretrained.load(args.model)
     prior = prior_for(model)
     print(f"# {platform.processor() or platform.machine()}, {args.threads} threads, "
           f"torch {torch.__version__}, prior {prior.prior_id.hex()[:8]}")  # fmt: skip
-    paths = files(args.data, args.split, args.limit)
-    print(f"\n## sizes: {len(paths)} files of {args.data or DATA} ({args.split})\n")
-    print(
-        "| kbps | files | seconds | bits/token | plain kbps | entropy kbps "
-        "| payload saving | file saving |"
-    )
-    print("|---|---|---|---|---|---|---|---|")
+    paths = [] if args.no_sizes else files(args.data, args.split, args.limit)
+    if paths:
+        print(f"\n## sizes: {len(paths)} files of {args.data or DATA} ({args.split})\n")
+        print(
+            "| kbps | files | seconds | bits/token | plain kbps | entropy kbps "
+            "| payload saving | file saving |"
+        )
+        print("|---|---|---|---|---|---|---|---|")
     with torch.inference_mode():
-        for rate in [float(r) for r in args.bitrate.split(",")]:
+        for rate in [float(r) for r in args.bitrate.split(",")] if paths else []:
             s = sizes(model, prior, paths, rate)
             print(
                 f"| {rate:g} | {s['files']} | {s['seconds']:.0f} | {s['bits_per_token']:.2f} | "
