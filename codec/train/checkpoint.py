@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from codec.atomic import atomic_path
+from codec.config import to_dict
 from codec.errors import CodecError
 
 CHECKPOINT = "checkpoint.pt"  # the name of a run folder's latest checkpoint
@@ -33,3 +34,19 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CodecError(f"{path}: no such checkpoint") from None
     except Exception as e:  # torch raises many types for corrupt files
         raise CodecError(f"{path}: cannot read checkpoint ({type(e).__name__})") from None
+
+
+def resume_state(out: Path, recipe: Any, resume: bool) -> dict[str, Any] | None:
+    """The checkpoint a run in folder `out` resumes from, or None for a fresh run.
+
+    A fresh run needs an empty (or missing) folder; a resumed one needs its checkpoint
+    to have been trained with the same `model` section as `recipe` (a dataclass recipe).
+    """
+    if not resume:
+        if out.exists() and any(out.iterdir()):
+            raise CodecError(f"{out}: run folder is not empty; pass --resume to continue it")
+        return None
+    state = load_checkpoint(out / CHECKPOINT)
+    if state["recipe"]["model"] != to_dict(recipe)["model"]:
+        raise CodecError(f"{out}: the recipe's model section differs from the checkpoint's")
+    return state

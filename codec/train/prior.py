@@ -30,7 +30,7 @@ from codec.inference import encode_stream
 from codec.models.codec import CodecModel
 from codec.prior.io import save_prior
 from codec.prior.model import CodePrior
-from codec.train.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
+from codec.train.checkpoint import CHECKPOINT, resume_state, save_checkpoint
 from codec.train.loop import cosine_with_warmup
 from codec.train.manifest import Entry, recipe_entries
 
@@ -181,18 +181,6 @@ def evaluate(model: CodePrior, codes: np.ndarray, seq_frames: int, batch_size: i
     }
 
 
-def _prepare_folder(out: Path, recipe: PriorRecipe, resume: bool) -> dict[str, Any] | None:
-    """The checkpoint to resume from, or None for a fresh run in an empty folder."""
-    if not resume:
-        if out.exists() and any(out.iterdir()):
-            raise CodecError(f"{out}: run folder is not empty; pass --resume to continue it")
-        return None
-    state = load_checkpoint(out / CHECKPOINT)
-    if state["recipe"]["model"] != to_dict(recipe)["model"]:
-        raise CodecError(f"{out}: the recipe's model section differs from the checkpoint's")
-    return state
-
-
 def train_prior(
     recipe: PriorRecipe,
     out_dir: str | Path,
@@ -207,7 +195,7 @@ def train_prior(
     Refuses a non-empty `out_dir` unless `resume`. Returns the validation metrics.
     """
     out, t = Path(out_dir), recipe.train
-    state = _prepare_folder(out, recipe, resume)
+    state = resume_state(out, recipe, resume)
     codec = pretrained.load(recipe.codes.codec)
     data = PriorData(recipe, codec, note=log)
     log(

@@ -12,7 +12,6 @@ import json
 import math
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -42,7 +41,7 @@ from codec.models.prosody import (
     kl_weight,
     per_layer_warmup,
 )
-from codec.train.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
+from codec.train.checkpoint import CHECKPOINT, resume_state, save_checkpoint
 from codec.train.manifest import Entry, recipe_entries
 
 KINDS = ("rnn", "vrae", "vrnn", "srnn", "ladder")
@@ -217,18 +216,6 @@ def evaluate(
     return metrics
 
 
-def _prepare_folder(out: Path, recipe: ProsodyRecipe, resume: bool) -> dict[str, Any] | None:
-    """The checkpoint to resume from, or None for a fresh run in an empty folder."""
-    if not resume:
-        if out.exists() and any(out.iterdir()):
-            raise CodecError(f"{out}: run folder is not empty; pass resume to continue it")
-        return None
-    state = load_checkpoint(out / CHECKPOINT)
-    if state["recipe"]["model"] != to_dict(recipe)["model"]:
-        raise CodecError(f"{out}: the recipe's model section differs from the checkpoint's")
-    return state
-
-
 def _save(
     path: Path, model: nn.Module, opt: torch.optim.Optimizer, step: int, recipe: ProsodyRecipe
 ) -> None:
@@ -279,7 +266,7 @@ def train_prosody(
     `iwae_per_frame`, `kl_per_frame` (nats per frame) and `steps`.
     """
     out, t = Path(out_dir), recipe.train
-    state = _prepare_folder(out, recipe, resume)
+    state = resume_state(out, recipe, resume)
     data = ProsodyData(recipe, note=log)
     torch.manual_seed(t.seed)
     model = build_model(recipe.model)
