@@ -18,17 +18,16 @@ in the same process, and the ratio between them.
 from __future__ import annotations
 
 import argparse
-import math
 import platform
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from speed import best_of, speech  # benchmarks/, the folder of this script, is on sys.path
 
 from codec import pretrained
-from codec.audio import iter_audio_blocks, load_audio
-from codec.bitstream.format import HEADER_SIZE, from_bytes
+from codec.audio import iter_audio_blocks
+from codec.bitstream.format import ENTROPY_HEADER_SIZE, HEADER_SIZE, from_bytes, plain_file_size
 from codec.inference import decode_stream, encode_bytes, encode_stream, prior_for
 from codec.prior.coding import EntropyEncoder, decode_codes
 from codec.train.manifest import read_manifest
@@ -65,14 +64,15 @@ def sizes(model, prior, paths: list[Path], bitrate: float) -> dict:
         if not np.array_equal(back, codes):
             raise SystemExit(f"{path}: entropy decoding did not restore the codes")
         tokens += codes.size
-        plain += math.ceil(codes.size * header.bits_per_code / 8)
+        plain += plain_file_size(header) - HEADER_SIZE
         coded += len(payload)
         seconds += header.duration
         n_files += 1
     return dict(
         bitrate=bitrate, files=n_files, seconds=seconds, tokens=int(tokens),
         plain_bytes=int(plain), coded_bytes=int(coded),
-        plain_file=int(plain + n_files * HEADER_SIZE), coded_file=int(coded + n_files * 96),
+        plain_file=int(plain + n_files * HEADER_SIZE),
+        coded_file=int(coded + n_files * ENTROPY_HEADER_SIZE),
         bits_per_token=coded * 8 / tokens, kbps=coded * 8 / seconds / 1000,
         plain_kbps=plain * 8 / seconds / 1000,
     )  # fmt: skip
@@ -80,20 +80,9 @@ def sizes(model, prior, paths: list[Path], bitrate: float) -> dict:
 
 def speed(model, prior, seconds: float, repeats: int = 2) -> dict:
     """Times real time of entropy coding alone and of the whole encode/decode paths."""
-    clips = [load_audio(p, model.sample_rate) for p in sorted(DATA.glob("*.flac"))]
-    one = np.concatenate(clips)
-    wav = np.tile(one, int(np.ceil(seconds * model.sample_rate / len(one))))
-    wav = wav[: int(seconds * model.sample_rate)]
+    wav = speech(seconds, model.sample_rate)
     header, codes = encode_stream(model, [wav])
     n_q = codes.shape[0]
-
-    def best(fn) -> float:
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
-        return min(times)
 
     def prior_encode() -> bytes:
         enc = EntropyEncoder(prior.exact, n_q)
@@ -102,17 +91,19 @@ def speed(model, prior, seconds: float, repeats: int = 2) -> dict:
 
     payload = prior_encode()
     out = {
-        "prior_encode": seconds / best(prior_encode),
+        "prior_encode": seconds / best_of(repeats, prior_encode),
         "prior_decode": seconds
-        / best(lambda: list(decode_codes(prior.exact, payload, n_q, codes.shape[1]))),
+        / best_of(repeats, lambda: list(decode_codes(prior.exact, payload, n_q, codes.shape[1]))),
     }
     for name, entropy in (("plain", False), ("entropy", True)):
         data = encode_bytes(model, [wav], entropy=entropy)[1]
-        out[f"{name}_encode"] = seconds / best(
-            lambda e=entropy: encode_bytes(model, [wav], entropy=e)
+        out[f"{name}_encode"] = seconds / best_of(
+            repeats, lambda e=entropy: encode_bytes(model, [wav], entropy=e)
         )
         f = from_bytes(data)
-        out[f"{name}_decode"] = seconds / best(lambda f=f: list(decode_stream(model, f)))
+        out[f"{name}_decode"] = seconds / best_of(
+            repeats, lambda f=f: list(decode_stream(model, f))
+        )
     return out
 
 

@@ -23,7 +23,13 @@ import torch
 from codec import bitstream
 from codec.atomic import write_bytes_atomic
 from codec.audio import AudioWriter, iter_audio_blocks
-from codec.bitstream.format import FLAG_ENTROPY, CodesHeader, to_bytes, to_bytes_coded
+from codec.bitstream.format import (
+    FLAG_ENTROPY,
+    CodesHeader,
+    plain_file_size,
+    to_bytes,
+    to_bytes_coded,
+)
 from codec.errors import CodecError
 from codec.models.codec import CodecModel
 from codec.pretrained import id_of
@@ -163,8 +169,9 @@ def encode_bytes(
     )
     coded = dataclasses.replace(header, flags=FLAG_ENTROPY, prior_id=prior.prior_id)
     data = to_bytes_coded(coded, coder.finish())
-    plain = to_bytes(header, codes)
-    return (header, plain) if len(data) >= len(plain) else (coded, data)
+    if len(data) < plain_file_size(header):
+        return coded, data
+    return header, to_bytes(header, codes)
 
 
 def encode_file(

@@ -166,6 +166,11 @@ def max_coded_payload_size(n_codes: int) -> int:
     return (n_codes * MAX_CODED_BITS_PER_CODE + 7) // 8 + 9
 
 
+def plain_file_size(header: CodesHeader) -> int:
+    """Bytes of the plain (bit-packed) file for `header`'s codes."""
+    return HEADER_SIZE + _payload_size(header.n_codebooks * header.n_frames, header.bits_per_code)
+
+
 def _payload_size(n_codes: int, bits: int) -> int:
     """Bytes holding `n_codes` codes of `bits` bits, the last byte zero-padded."""
     return (n_codes * bits + 7) // 8
