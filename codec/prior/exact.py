@@ -125,11 +125,17 @@ class QNormLinear:
         return (xi.astype(np.float32) @ lin.w) * (row_scale * lin.scale)
 
 
+def _exp_index(scores: np.ndarray) -> np.ndarray:
+    """Row of `EXP_TABLE` for each score: its distance below the row's maximum, in
+    1/EXP_RES nat steps, rounded (the last row, 0, beyond EXP_SPAN nats)."""
+    z = scores - scores.max(axis=-1, keepdims=True)
+    index = np.minimum(-z * EXP_RES, len(EXP_TABLE) - 1)
+    return np.rint(index, out=index).astype(np.int64)
+
+
 def exact_softmax_weights(scores: np.ndarray) -> np.ndarray:
     """Integer-valued weights proportional to softmax(scores) along the last axis."""
-    z = scores - np.max(scores, axis=-1, keepdims=True)
-    index = np.rint(np.minimum(-z * EXP_RES, len(EXP_TABLE) - 1))
-    return EXP_TABLE[index.astype(np.int64)]
+    return EXP_TABLE[_exp_index(scores)]
 
 
 def frequencies(logits: np.ndarray) -> np.ndarray:
@@ -137,9 +143,7 @@ def frequencies(logits: np.ndarray) -> np.ndarray:
 
     Deterministic given the logits: an integer softmax, then integer division.
     """
-    z = logits - logits.max(axis=-1, keepdims=True)
-    index = np.minimum(-z * EXP_RES, len(EXP_TABLE) - 1)
-    w = _EXP_TABLE_INT[np.rint(index, out=index).astype(np.int64)]
+    w = _EXP_TABLE_INT[_exp_index(logits)]
     total = w.sum(axis=-1, keepdims=True)
     w *= FREQ_TOTAL - logits.shape[-1]
     w //= total
