@@ -205,18 +205,27 @@ class OptimConfig:
 @dataclass(frozen=True)
 class ScheduleConfig:
     """Length of the run and the learning-rate schedule: linear warm-up, then cosine
-    decay to `final_lr_ratio` of the peak at `steps` ("cosine"), or flat ("constant")."""
+    decay to `final_lr_ratio` of the peak at `steps` ("cosine"), or flat ("constant").
+
+    `seconds` > 0 gives the run a wall-clock budget instead: once the step rate has
+    been measured (over a few steps after compilation and the critic's start), `steps`
+    is lowered to the step at which the budget runs out, so the cosine ends there. The
+    chosen `steps` is saved with the run; a resumed run keeps it.
+    """
 
     steps: int = 20000
     warmup_steps: int = 500
     decay: str = "cosine"
     final_lr_ratio: float = 0.0
+    seconds: float = 0.0
 
     def __post_init__(self) -> None:
         if self.decay not in ("cosine", "constant"):
             raise ConfigError(f"schedule.decay must be cosine or constant, got {self.decay!r}")
         if self.steps < 1:
             raise ConfigError(f"schedule.steps must be >= 1, got {self.steps}")
+        if self.seconds < 0:
+            raise ConfigError(f"schedule.seconds must be >= 0, got {self.seconds}")
 
 
 @dataclass(frozen=True)

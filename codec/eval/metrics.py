@@ -13,7 +13,6 @@ from functools import lru_cache
 
 import librosa
 import numpy as np
-import pesq
 import pystoi
 import scipy.signal
 import soxr
@@ -166,6 +165,8 @@ def _check_pair(reference: np.ndarray, degraded: np.ndarray) -> tuple[np.ndarray
 def _pesq(
     reference: np.ndarray, degraded: np.ndarray, sample_rate: int, rate: int, mode: str
 ) -> float:
+    import pesq  # a C extension built from source: only needed when PESQ is asked for
+
     ref, deg = _check_pair(reference, degraded)
     if sample_rate != rate:
         ref, deg = soxr.resample(ref, sample_rate, rate), soxr.resample(deg, sample_rate, rate)

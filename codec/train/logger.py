@@ -87,6 +87,11 @@ class TrainLogger:
             rate = self.steps_per_second()
             self._bar.update(self._task, completed=step, stats=f"loss {loss:.4f} {rate:.2f} step/s")
 
+    def set_total(self, total_steps: int) -> None:
+        """The run's length changed (a wall-clock budget was fitted)."""
+        if self._bar is not None:
+            self._bar.update(self._task, total=total_steps)
+
     def scalars(self, step: int, values: dict[str, float], prefix: str) -> None:
         if self.writer is not None:
             for name, value in values.items():

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from codec.atomic import write_bytes_atomic
-from codec.config import Recipe, from_dict, to_dict
+from codec.config import Recipe, from_dict, replace_recipe, to_dict
 from codec.errors import CodecError
 from codec.models.codec import CodecModel
 from codec.train import distributed
@@ -47,6 +48,10 @@ from codec.train.manifest import recipe_entries
 from codec.train.validate import validate
 
 RECONSTRUCTION = ("mel", "stft", "waveform")
+# A wall-clock budget (`schedule.seconds`) is fitted from the rate of this many steps,
+# timed after this many untimed ones (compilation, cuDNN autotuning, the critic's start).
+CALIBRATE_STEPS = 20
+CALIBRATE_AFTER = 10
 ADVERSARIAL = ("adversarial", "feature")
 
 
@@ -111,12 +116,17 @@ class Trainer:
         if recipe.num_threads:
             torch.set_num_threads(recipe.num_threads)
         self.device = info.device
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed crop sizes: tune each conv once
         self.autocast = _autocast(recipe.optim.precision, self.device)
         self._build_models()
         self._build_data()
         self.step = 0
         self.valid_metrics: dict[str, float] = {}
         self._references_logged = False
+        self._calibrated = recipe.schedule.seconds <= 0
+        self._started = time.monotonic()
+        self._calibration_start: float | None = None
         if resume and ckpt_path.exists():
             self._load(load_checkpoint(ckpt_path))
         else:
@@ -125,11 +135,10 @@ class Trainer:
             torch.manual_seed(recipe.seed + 7919 * info.rank)
         if info.is_main:
             out_dir.mkdir(parents=True, exist_ok=True)
-            text = json.dumps(to_dict(recipe), indent=2) + "\n"
-            write_bytes_atomic(out_dir / "recipe.json", text.encode())
+        self._write_recipe()
         self.logger = TrainLogger(
             out_dir,
-            recipe.schedule.steps,
+            self.recipe.schedule.steps,
             self.step,
             enabled=info.is_main,
             tensorboard=recipe.logging.tensorboard,
@@ -185,6 +194,11 @@ class Trainer:
             if r.losses.balancer
             else None
         )
+
+    def _write_recipe(self) -> None:
+        if self.info.is_main:
+            text = json.dumps(to_dict(self.recipe), indent=2) + "\n"
+            write_bytes_atomic(self.out_dir / "recipe.json", text.encode())
 
     def _wrap(self, module: nn.Module | None) -> nn.Module | None:
         if module is None or self.info.world_size == 1:
@@ -261,17 +275,51 @@ class Trainer:
             num_workers=r.data.num_workers,
         )
         sums: dict[str, float] = {}
+        self._started = time.monotonic()
         try:
-            while self.step < r.schedule.steps:
+            while self.step < self.recipe.schedule.steps:
                 stats = self.train_step(batches)
                 self.step += 1
                 for k, v in stats.items():
                     sums[k] = sums.get(k, 0.0) + v
                 self.logger.progress(self.step, stats["loss"])
+                self._fit_budget()
                 self._after_step(sums)
         finally:
             self.logger.close()
         return TrainResult(self.step, self.out_dir, self.valid_metrics, self.info.rank)
+
+    def _fit_budget(self) -> None:
+        """Under `schedule.seconds`, time `CALIBRATE_STEPS` steps once the critic has
+        joined and warm-up is behind, then end the schedule where the budget runs out
+        (never later than `schedule.steps`)."""
+        if self._calibrated:
+            return
+        s = self.recipe.schedule
+        start = CALIBRATE_AFTER + (self.recipe.losses.adversarial_start if self.use_gan else 0)
+        elapsed = {"elapsed": time.monotonic() - self._started}
+        if distributed.all_reduce_mean(elapsed, self.device)["elapsed"] > s.seconds:
+            # too slow to have been timed yet; replicas decide together
+            self._end_schedule(self.step, f"time budget {s.seconds:g} s spent before timing")
+        elif self.step == start:
+            _sync(self.device)
+            self._calibration_start = time.monotonic()
+        elif self._calibration_start is not None and self.step == start + CALIBRATE_STEPS:
+            _sync(self.device)
+            now = time.monotonic()
+            rate = CALIBRATE_STEPS / (now - self._calibration_start)
+            figures = {"rate": rate, "elapsed": now - self._started}
+            figures = distributed.all_reduce_mean(figures, self.device)  # replicas agree
+            left = max(0.0, s.seconds - figures["elapsed"])
+            steps = min(s.steps, self.step + max(1, int(figures["rate"] * left)))
+            self._end_schedule(steps, f"time budget {s.seconds:g} s: {figures['rate']:.2f} step/s")
+
+    def _end_schedule(self, steps: int, why: str) -> None:
+        self.recipe = replace_recipe(self.recipe, schedule={"steps": steps})
+        self._calibrated = True
+        self._write_recipe()
+        self.logger.set_total(steps)
+        self.logger.line(f"{why}, so the schedule ends at step {steps}")
 
     def _after_step(self, sums: dict[str, float]) -> None:
         r, step = self.recipe, self.step
@@ -462,6 +510,15 @@ class Trainer:
             torch.cuda.set_rng_state(rng["cuda"], self.device)
         self.step = int(state["step"])
         self.valid_metrics = dict(state.get("valid", {}))
+        if saved.schedule.seconds > 0 and saved.schedule.steps < self.recipe.schedule.steps:
+            # A budgeted run keeps the end it was fitted to.
+            self.recipe = replace_recipe(self.recipe, schedule={"steps": saved.schedule.steps})
+            self._calibrated = True
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def _autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:

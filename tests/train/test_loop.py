@@ -153,6 +153,38 @@ def test_a_finished_run_resumed_with_more_steps_continues(audio_folder, tmp_path
     assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["step"] == 4
 
 
+def test_a_wall_clock_budget_ends_the_schedule_when_the_time_is_up(audio_folder, tmp_path):
+    budget = tiny_recipe(
+        audio_folder,
+        "schedule.steps=100000",
+        "schedule.seconds=5",
+        "losses.adversarial=0",
+        "losses.feature=0",
+        "logging.valid_every=100000",
+        "logging.checkpoint_every=100000",
+    )
+    t0 = time.monotonic()
+    result = train(budget, tmp_path / "run")
+    assert time.monotonic() - t0 < 30  # not 100,000 steps
+    fitted = load_checkpoint(tmp_path / "run" / "checkpoint.pt")["recipe"]["schedule"]
+    # timed over steps 10 to 30, then fitted to the budget
+    assert 30 <= fitted["steps"] < 100000
+    assert result.step == fitted["steps"]
+    assert f'"steps": {fitted["steps"]}' in (tmp_path / "run" / "recipe.json").read_text()
+
+    # resumed, the run keeps the end it was fitted to (it is already there)
+    again = train(budget, tmp_path / "run", resume=True)
+    assert again.step == fitted["steps"]
+
+
+def test_a_budget_spent_before_the_rate_is_timed_still_ends_the_run(audio_folder, tmp_path):
+    slow = tiny_recipe(
+        audio_folder, "schedule.steps=100000", "schedule.seconds=0.5", "losses.adversarial_start=50"
+    )
+    result = train(slow, tmp_path / "run")
+    assert 1 <= result.step < 50
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [
