@@ -62,8 +62,8 @@ def test_the_default_model_reconstructs_held_out_speech():
     with torch.inference_mode():
         out = model.decode(model.encode(torch.from_numpy(ref), 6.0))[: len(ref)].numpy()
     # Floors under the model card's figures that an untrained model misses by far
-    # (it scores STOI 0.45 and mel distance 1.1 on this clip; the shipped one 0.70, 0.37).
-    assert stoi(ref, out, 16000) > 0.6
+    # (it scores STOI 0.45 and mel distance 1.1 on this clip; the shipped one 0.81, 0.36).
+    assert stoi(ref, out, 16000) > 0.7
     assert mel_distance(ref, out, 16000) < 0.6
 
 
