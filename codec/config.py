@@ -165,6 +165,9 @@ class LossConfig:
     (EnCodec's balancer); otherwise they multiply the losses. `commitment` always
     multiplies the commitment loss. `adversarial` or `feature` > 0 trains a
     `discriminator` ("msstft", "mpd" or "msstft+mpd"), from step `adversarial_start`.
+    For the first `critic_warmup` of those steps the critic trains alone and the codec
+    does not yet see it: with the balancer on, a critic that starts from scratch is
+    otherwise fooled from its first step and stays at chance (docs/model-zoo.md).
     """
 
     mel: float = 1.0
@@ -177,6 +180,7 @@ class LossConfig:
     discriminator: str = "msstft"
     discriminator_filters: int = 32
     adversarial_start: int = 0
+    critic_warmup: int = 0
     balancer: bool = False
 
 

@@ -296,7 +296,10 @@ class Trainer:
         if self._calibrated:
             return
         s = self.recipe.schedule
-        start = CALIBRATE_AFTER + (self.recipe.losses.adversarial_start if self.use_gan else 0)
+        losses = self.recipe.losses
+        start = CALIBRATE_AFTER + (
+            losses.adversarial_start + losses.critic_warmup if self.use_gan else 0
+        )
         elapsed = {"elapsed": time.monotonic() - self._started}
         if distributed.all_reduce_mean(elapsed, self.device)["elapsed"] > s.seconds:
             # too slow to have been timed yet; replicas decide together
@@ -339,6 +342,8 @@ class Trainer:
         r = self.recipe
         accumulate = r.optim.accumulate
         gan_on = self.use_gan and self.step >= r.losses.adversarial_start
+        # During the critic's warm-up only the critic learns from the adversarial game.
+        critic_ahead = self.step >= r.losses.adversarial_start + r.losses.critic_warmup
         self._set_learning_rates()
         self.opt.zero_grad(set_to_none=True)
         stats: dict[str, float] = {}
@@ -347,7 +352,7 @@ class Trainer:
             real = next(batches).to(self.device, non_blocking=True)
             sync = micro == accumulate - 1
             with _no_sync(self.ddp_model, sync):
-                fake, micro_stats = self._generator_pass(real, gan_on, accumulate)
+                fake, micro_stats = self._generator_pass(real, gan_on and critic_ahead, accumulate)
             pairs.append((real, fake))
             for k, v in micro_stats.items():
                 stats[k] = stats.get(k, 0.0) + v / accumulate

@@ -20,8 +20,10 @@ from codec.audio import save_audio
 from codec.cli import app
 from codec.config import load_recipe, replace_recipe
 from codec.errors import CodecError
+from codec.train import distributed
 from codec.train.checkpoint import load_checkpoint
-from codec.train.loop import cosine_with_warmup, train
+from codec.train.data import loader
+from codec.train.loop import Trainer, cosine_with_warmup, train
 from tests.conftest import tone
 
 REPO = Path(__file__).parents[2]
@@ -151,6 +153,19 @@ def test_a_finished_run_resumed_with_more_steps_continues(audio_folder, tmp_path
     result = train(tiny_recipe(audio_folder, "schedule.steps=4"), tmp_path / "run", resume=True)
     assert result.step == 4
     assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["step"] == 4
+
+
+def test_during_the_critic_warmup_only_the_critic_learns_from_the_game(audio_folder, tmp_path):
+    recipe = tiny_recipe(audio_folder, "losses.adversarial_start=1", "losses.critic_warmup=2")
+    trainer = Trainer(recipe, tmp_path / "run", distributed.setup("cpu"))
+    trainer.logger.close()
+    batches = loader(trainer.dataset, recipe.data.batch_size, num_workers=0)
+    played = []  # (the critic trained, the codec saw the critic) at each step
+    for _ in range(4):
+        stats = trainer.train_step(batches)
+        trainer.step += 1
+        played.append(("discriminator" in stats, "adversarial" in stats and "feature" in stats))
+    assert played == [(False, False), (True, False), (True, False), (True, True)]
 
 
 def test_a_wall_clock_budget_ends_the_schedule_when_the_time_is_up(audio_folder, tmp_path):
