@@ -50,22 +50,50 @@ class Conv1d(nn.Module):
         else:
             right = self.padding_total // 2
             left = self.padding_total - right
-        return self.conv(nn.functional.pad(x, (left, right)))
+        return self._conv(nn.functional.pad(x, (left, right)))
+
+    def _conv(self, x: torch.Tensor) -> torch.Tensor:
+        """`self.conv(x)`. Outside autograd, a layer with one or two output channels
+        (the decoder's last) is computed as one matrix product over its taps and a sum
+        of shifted rows: on CPU, six times faster than oneDNN's convolution for it."""
+        conv = self.conv
+        if conv.out_channels > 2 or conv.stride[0] != 1 or x.requires_grad:
+            return conv(x)
+        return _narrow_conv(x, conv.weight, conv.bias, conv.dilation[0])
 
     def _forward_streaming(self, x: torch.Tensor) -> torch.Tensor:
         """The next `x.shape[-1] // stride` outputs; `x` must be a whole number of strides.
         The first call sees zeros before it, as the causal padding of a whole signal."""
         p = self.padding_total
         if p == 0:
-            return self.conv(x)
+            return self._conv(x)
         buffer = torch.cat([self.state, x], dim=-1)
         # Updated in place, so torch.compile sees the same tensor at every call.
         self.state.copy_(buffer[..., buffer.shape[-1] - p :])
-        return self.conv(buffer)
+        return self._conv(buffer)
 
     def _empty_state(self, batch_size: int) -> torch.Tensor:
         weight = self.conv.weight
         return weight.new_zeros(batch_size, weight.shape[1], self.padding_total)
+
+
+def _narrow_conv(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, dilation: int
+) -> torch.Tensor:
+    """Unpadded, stride-1 `conv1d(x [B, C, L], weight [O, C, K])` as
+    `y[o, t] = sum_k (W_k x)[o, t + k * dilation]`: one GEMM `[O * K, C] @ [C, L]`,
+    then K shifted adds of rows that are only O channels wide."""
+    out_ch, in_ch, taps = weight.shape
+    steps = x.shape[-1] - dilation * (taps - 1)
+    rows = weight.permute(0, 2, 1).reshape(out_ch * taps, in_ch).contiguous()
+    per_tap = torch.matmul(rows, x)  # a transposed (strided) left side is 6x slower
+    per_tap = per_tap.view(x.shape[0], out_ch, taps, -1)
+    y = per_tap[:, :, 0, :steps].clone()
+    if bias is not None:
+        y += bias[:, None]
+    for k in range(1, taps):
+        y += per_tap[:, :, k, k * dilation : k * dilation + steps]
+    return y
 
 
 class ConvTranspose1d(nn.Module):

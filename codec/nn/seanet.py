@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from codec.nn.activation import ELU
 from codec.nn.conv import Conv1d, ConvTranspose1d
-
 
 class ResidualUnit(nn.Module):
     """ELU -> dilated conv (halving channels) -> ELU -> 1x1 conv, plus identity shortcut.
@@ -26,9 +26,9 @@ class ResidualUnit(nn.Module):
         super().__init__()
         hidden = channels // 2
         self.block = nn.Sequential(
-            nn.ELU(),
+            ELU(),
             Conv1d(channels, hidden, kernel_size, dilation=dilation, causal=causal),
-            nn.ELU(),
+            ELU(),
             Conv1d(hidden, channels, 1, causal=causal),
         )
 
@@ -70,9 +70,9 @@ class SEANetEncoder(nn.Module):
         width = channels
         for ratio in ratios:
             layers += _residual_stack(width, dilations, residual_kernel_size, causal)
-            layers += [nn.ELU(), Conv1d(width, width * 2, 2 * ratio, stride=ratio, causal=causal)]
+            layers += [ELU(), Conv1d(width, width * 2, 2 * ratio, stride=ratio, causal=causal)]
             width *= 2
-        layers += [nn.ELU(), Conv1d(width, latent_dim, kernel_size, causal=causal)]
+        layers += [ELU(), Conv1d(width, latent_dim, kernel_size, causal=causal)]
         self.model = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -101,12 +101,12 @@ class SEANetDecoder(nn.Module):
         layers: list[nn.Module] = [Conv1d(latent_dim, width, kernel_size, causal=causal)]
         for ratio in reversed(ratios):
             layers += [
-                nn.ELU(),
+                ELU(),
                 ConvTranspose1d(width, width // 2, 2 * ratio, stride=ratio, causal=causal),
             ]
             width //= 2
             layers += _residual_stack(width, dilations, residual_kernel_size, causal)
-        layers += [nn.ELU(), Conv1d(width, 1, kernel_size, causal=causal)]
+        layers += [ELU(), Conv1d(width, 1, kernel_size, causal=causal)]
         self.model = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:

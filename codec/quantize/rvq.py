@@ -84,13 +84,13 @@ class ResidualVectorQuantizer(nn.Module):
 
     def encode(self, x: torch.Tensor, n_codebooks: int | None = None) -> torch.Tensor:
         """Codes of `x [B, D, F]` with the first `n_codebooks` -> `[B, Q, F]`."""
-        residual = x
+        b, d, f = x.shape
+        residual = x.permute(0, 2, 1).reshape(-1, d)  # [B * F, D], one row per frame
         codes = []
         for layer in self.layers[: n_codebooks or self.n_codebooks]:
-            b, d, f = residual.shape
-            idx = layer.nearest(residual.permute(0, 2, 1).reshape(-1, d)).view(b, f)
-            residual = residual - layer.lookup(idx)
-            codes.append(idx)
+            idx = layer.nearest(residual)
+            residual = residual - layer.codebook[idx]
+            codes.append(idx.view(b, f))
         return torch.stack(codes, dim=1)
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:

@@ -134,13 +134,13 @@ class EMAVectorQuantizer(nn.Module):
         return VQOutput(quantized=quantized, codes=codes, commitment_loss=commitment)
 
     def nearest(self, flat: torch.Tensor) -> torch.Tensor:
-        """Index of the closest codeword for each row of `flat [N, D]` -> `[N]`."""
-        dist = (
-            flat.pow(2).sum(1, keepdim=True)
-            - 2 * flat @ self.codebook.t()
-            + self.codebook.pow(2).sum(1)[None, :]
-        )
-        return dist.argmin(dim=1)
+        """Index of the closest codeword for each row of `flat [N, D]` -> `[N]`.
+
+        Ranks `||c||^2 - 2 x.c`, the squared distance less `||x||^2`, which is the same
+        for every codeword of a row: one GEMM and one pass over the `[N, K]` scores."""
+        book = self.codebook
+        scores = torch.addmm(book.pow(2).sum(1), flat.detach().to(book.dtype), book.t(), alpha=-2)
+        return scores.argmin(dim=1)
 
     def lookup(self, codes: torch.Tensor) -> torch.Tensor:
         """Codewords for `codes [B, T]` -> `[B, D, T]`."""

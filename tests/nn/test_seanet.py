@@ -1,8 +1,10 @@
-"""SEANet blocks: lengths are kept exactly, causal layers never look ahead, centred ones do."""
+"""SEANet blocks: lengths are kept exactly, causal layers never look ahead, centred ones do;
+the fast inference paths compute what the training paths compute."""
 
 import pytest
 import torch
 
+from codec.nn.activation import ELU
 from codec.nn.conv import Conv1d, ConvTranspose1d
 from codec.nn.seanet import SEANetDecoder, SEANetEncoder
 
@@ -73,3 +75,29 @@ def test_non_causal_encoder_looks_ahead():
     changed = audio.clone()
     changed[..., 3 * HOP :] = noise(3 * HOP, seed=1)
     assert not torch.equal(encoder(audio)[..., 2], encoder(changed)[..., 2])
+
+
+def test_elu_outside_autograd_matches_torch_elu():
+    x = torch.cat([noise(10_000) * 4, torch.tensor([-1e30, -100.0, -1e-8, 0.0, 1e-8, 1e30])])
+    with torch.no_grad():
+        fast = ELU()(x)
+    torch.testing.assert_close(fast, torch.nn.functional.elu(x), atol=2e-7, rtol=1e-6)
+    assert ELU()(torch.tensor([float("-inf"), float("inf")])).tolist() == [-1.0, float("inf")]
+
+
+def test_elu_trains_with_the_exact_function():
+    x, x_ref = noise(100).requires_grad_(), noise(100).requires_grad_()
+    y, y_ref = ELU()(x), torch.nn.functional.elu(x_ref)
+    (y.sum() + y_ref.sum()).backward()
+    assert torch.equal(y, y_ref)
+    assert torch.equal(x.grad, x_ref.grad)
+
+
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize(("out_channels", "dilation"), [(1, 1), (2, 3), (3, 1)])
+def test_inference_conv_with_few_output_channels_matches_torch(causal, out_channels, dilation):
+    conv = Conv1d(6, out_channels, 7, dilation=dilation, causal=causal)
+    x = noise(2, 6, 50)
+    training_path = conv(x)  # autograd on: torch's convolution
+    with torch.no_grad():
+        torch.testing.assert_close(conv(x), training_path, atol=1e-5, rtol=1e-5)

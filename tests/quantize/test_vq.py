@@ -42,6 +42,13 @@ def randn(*shape: int, seed: int = 0) -> torch.Tensor:
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
 
 
+def test_nearest_is_the_closest_codeword_by_euclidean_distance():
+    vq = EMAVectorQuantizer(8, 64, kmeans_iters=0)
+    x = randn(500, 8, seed=1) * 2
+    brute = torch.cdist(x, vq.codebook).argmin(dim=1)
+    assert torch.equal(vq.nearest(x), brute)
+
+
 # EMA update ---------------------------------------------------------------------------
 
 
