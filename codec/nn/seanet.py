@@ -14,6 +14,7 @@ from torch import nn
 from codec.nn.activation import ELU
 from codec.nn.conv import Conv1d, ConvTranspose1d
 
+
 class ResidualUnit(nn.Module):
     """ELU -> dilated conv (halving channels) -> ELU -> 1x1 conv, plus identity shortcut.
 
