@@ -15,7 +15,8 @@ class ELU(nn.Module):
     Inference computes `2 ** (min(x, 0) * log2(e)) - 1 + max(x, 0)`: torch's `exp2` is
     about three times faster than the `expm1` inside `nn.functional.elu` on CPU, which
     halves the activations' share of encoding and decoding. The two agree within 1e-7
-    (exp2 is accurate to 1 ulp); training and torch.compile use the exact function.
+    (exp2 is accurate to 1 ulp). Training (any input that needs a gradient) uses
+    `nn.functional.elu` itself.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
