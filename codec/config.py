@@ -133,6 +133,17 @@ def load_json(cls: type[T], path: str | Path) -> T:
     return from_dict(cls, data, where=str(path))
 
 
+# The fields of `CodecConfig` that shape training only, not the weights: a model trained
+# with other values of these can start another run (`Recipe.init_from`).
+TRAINING_ONLY = (
+    "ema_decay",
+    "commitment_weight",
+    "kmeans_iters",
+    "threshold_ema_dead_code",
+    "quantizer_dropout",
+)
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """Where training audio comes from and how it is cut into batches.
@@ -252,6 +263,10 @@ class Recipe:
     """One training run: the model, its data, losses, optimiser, schedule and logging.
 
     `device` "auto" picks CUDA when available; `num_threads` 0 keeps torch's default.
+    `init_from` (a model name or folder, e.g. an export of an earlier run) starts a fresh
+    run from that model's weights and codebooks instead of a random init: fine-tuning,
+    or training in stages when checkpoints cannot travel. Its architecture must be
+    `model`'s; the optimiser and schedule start afresh.
     """
 
     model: CodecConfig = CodecConfig()
@@ -264,6 +279,7 @@ class Recipe:
     num_threads: int = 0
     device: str = "auto"
     compile: bool = False
+    init_from: str = ""
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:

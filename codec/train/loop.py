@@ -15,6 +15,7 @@ slice of every global batch; the EMA codebooks pool their statistics across repl
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import time
@@ -27,8 +28,9 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from codec import pretrained
 from codec.atomic import write_bytes_atomic
-from codec.config import Recipe, from_dict, replace_recipe, to_dict
+from codec.config import TRAINING_ONLY, Recipe, from_dict, replace_recipe, to_dict
 from codec.errors import CodecError
 from codec.models.codec import CodecModel
 from codec.train import distributed
@@ -130,6 +132,8 @@ class Trainer:
         if resume and ckpt_path.exists():
             self._load(load_checkpoint(ckpt_path))
         else:
+            if recipe.init_from:
+                self._init_from(recipe.init_from)
             # Model init above is the same on every replica; quantizer dropout should
             # differ between them (crops differ by their sample index).
             torch.manual_seed(recipe.seed + 7919 * info.rank)
@@ -194,6 +198,17 @@ class Trainer:
             if r.losses.balancer
             else None
         )
+
+    def _init_from(self, source: str) -> None:
+        """Start from the weights of the model `source` (see `Recipe.init_from`)."""
+        start = pretrained.load_for_training(source)
+        trained_only = {f: getattr(self.recipe.model, f) for f in TRAINING_ONLY}
+        if dataclasses.replace(start.config, **trained_only) != self.recipe.model:
+            raise CodecError(
+                f"init_from {source}: its architecture differs from the recipe's model "
+                "(set model.* to the values in its config.json)"
+            )
+        self.model.load_state_dict(start.state_dict())
 
     def _write_recipe(self) -> None:
         if self.info.is_main:
@@ -266,6 +281,8 @@ class Trainer:
         )
         if self.step:
             self.logger.line(f"resumed from step {self.step}")
+        elif r.init_from:
+            self.logger.line(f"weights and codebooks from {r.init_from}")
         batches = loader(
             self.dataset,
             r.data.batch_size,

@@ -155,6 +155,38 @@ def test_a_finished_run_resumed_with_more_steps_continues(audio_folder, tmp_path
     assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["step"] == 4
 
 
+def test_a_fresh_run_can_start_from_an_exported_model(audio_folder, tmp_path):
+    train(tiny_recipe(audio_folder, "schedule.steps=3"), tmp_path / "first")
+    result = runner.invoke(app, ["export", str(tmp_path / "first"), str(tmp_path / "stage1")])
+    assert result.exit_code == 0, result.output
+    stage1 = pretrained.load_for_training(tmp_path / "stage1").state_dict()
+
+    recipe = tiny_recipe(
+        audio_folder, f"init_from={tmp_path / 'stage1'}", "model.quantizer_dropout=0.2"
+    )
+    trainer = Trainer(recipe, tmp_path / "second", distributed.setup("cpu"))
+    start = trainer.model.state_dict()
+    assert start.keys() == stage1.keys()
+    assert all(torch.equal(start[k], stage1[k]) for k in stage1)
+    assert bool(trainer.model.quantizer.layers[0].initialized)  # no k-means on top
+    assert trainer.step == 0  # the optimiser and the schedule start afresh
+
+    lines: list[str] = []
+    assert train(recipe, tmp_path / "third", log=lines.append).step == 6
+    assert any(f"weights and codebooks from {tmp_path / 'stage1'}" in x for x in lines)
+
+
+def test_starting_from_a_model_of_another_shape_is_a_one_line_error(audio_folder, tmp_path):
+    train(tiny_recipe(audio_folder, "schedule.steps=2"), tmp_path / "first")
+    runner.invoke(app, ["export", str(tmp_path / "first"), str(tmp_path / "stage1")])
+    wider = tiny_recipe(audio_folder, f"init_from={tmp_path / 'stage1'}", "model.channels=8")
+    with pytest.raises(CodecError, match="architecture differs"):
+        Trainer(wider, tmp_path / "second", distributed.setup("cpu"))
+    missing = tiny_recipe(audio_folder, f"init_from={tmp_path / 'nowhere'}")
+    with pytest.raises(CodecError, match="not found"):
+        Trainer(missing, tmp_path / "third", distributed.setup("cpu"))
+
+
 def test_during_the_critic_warmup_only_the_critic_learns_from_the_game(audio_folder, tmp_path):
     recipe = tiny_recipe(audio_folder, "losses.adversarial_start=1", "losses.critic_warmup=2")
     trainer = Trainer(recipe, tmp_path / "run", distributed.setup("cpu"))
