@@ -137,9 +137,12 @@ class EMAVectorQuantizer(nn.Module):
         """Index of the closest codeword for each row of `flat [N, D]` -> `[N]`.
 
         Ranks `||c||^2 - 2 x.c`, the squared distance less `||x||^2`, which is the same
-        for every codeword of a row: one GEMM and one pass over the `[N, K]` scores."""
+        for every codeword of a row: one GEMM and one pass over the `[N, K]` scores. In
+        float32 even under autocast: bf16 scores would tie codewords that differ."""
         book = self.codebook
-        scores = torch.addmm(book.pow(2).sum(1), flat.detach().to(book.dtype), book.t(), alpha=-2)
+        with torch.autocast(flat.device.type, enabled=False):
+            x = flat.detach().to(book.dtype)
+            scores = torch.addmm(book.pow(2).sum(1), x, book.t(), alpha=-2)
         return scores.argmin(dim=1)
 
     def lookup(self, codes: torch.Tensor) -> torch.Tensor:

@@ -47,6 +47,8 @@ def test_nearest_is_the_closest_codeword_by_euclidean_distance():
     x = randn(500, 8, seed=1) * 2
     brute = torch.cdist(x, vq.codebook).argmin(dim=1)
     assert torch.equal(vq.nearest(x), brute)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # as in bf16 training
+        assert torch.equal(vq.nearest(x), brute)
 
 
 # EMA update ---------------------------------------------------------------------------
