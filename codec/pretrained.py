@@ -91,11 +91,8 @@ def load(name_or_dir: str | os.PathLike[str] | None = None) -> CodecModel:
     The returned model has `.model_id` (bytes) and `.name` set.
     """
     path = resolve(name_or_dir)
-    config, weights, state = _read(path)
-    model = CodecModel(config)
-    _load_state(model, state, path)
-    model.model_id = model_id(config, weights)
-    model.name = path.name
+    model, weights = _build(path)
+    model.model_id = model_id(model.config, weights)
     model.path = path
     return fold_weight_norm(model.eval())
 
@@ -104,23 +101,23 @@ def load_for_training(name_or_dir: str | os.PathLike[str]) -> CodecModel:
     """A model's weights in their training layout (weight norm as gain and direction,
     the codebooks' EMA statistics rebuilt), in train mode: the start of a fine-tuning
     run (`init_from` in a recipe)."""
-    path = resolve(name_or_dir)
-    config, _, state = _read(path)
-    model = CodecModel(config)
-    _load_state(model, state, path)
-    model.name = path.name
+    model, _ = _build(resolve(name_or_dir))
     return model.train()
 
 
-def _read(path: Path) -> tuple[CodecConfig, bytes, dict[str, torch.Tensor]]:
-    """The config, the safetensors bytes and the tensors of the model folder `path`."""
+def _build(path: Path) -> tuple[CodecModel, bytes]:
+    """The model of folder `path` with its weights loaded (`.name` set), and the raw
+    safetensors bytes its id is hashed from."""
     try:
         config = from_dict(CodecConfig, json.loads((path / CONFIG).read_text()), str(path / CONFIG))
         weights = (path / WEIGHTS).read_bytes()
         state = load_safetensors(weights)
     except (OSError, json.JSONDecodeError, SafetensorError) as e:
         raise CodecError(f"{path}: cannot load model ({e})") from None
-    return config, weights, state
+    model = CodecModel(config)
+    _load_state(model, state, path)
+    model.name = path.name
+    return model, weights
 
 
 def _load_state(model: CodecModel, state: dict[str, torch.Tensor], path: Path) -> None:
