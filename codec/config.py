@@ -39,6 +39,9 @@ class CodecConfig:
     latent_dim: int = 64
     ratios: tuple[int, ...] = (2, 4, 5, 8)
     dilations: tuple[int, ...] = (1, 3, 9)
+    # The outermost stage (the encoder's first, the decoder's last) runs at the full
+    # sample rate and costs about half of the compute; None gives it `dilations`.
+    outer_dilations: tuple[int, ...] | None = None
     kernel_size: int = 7
     residual_kernel_size: int = 3
     causal: bool = True

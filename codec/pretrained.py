@@ -80,8 +80,11 @@ def resolve(name_or_dir: str | os.PathLike[str] | None = None) -> Path:
 
 
 def model_id(config: CodecConfig, weights: bytes) -> bytes:
-    """16-byte id of a model: SHA-256 of its canonical config JSON and weight file."""
-    canonical = json.dumps(to_dict(config), sort_keys=True).encode()
+    """16-byte id of a model: SHA-256 of its canonical config JSON and weight file.
+    Unset (None) fields are left out, so a field added later does not change the ids
+    of the models made before it."""
+    fields = {k: v for k, v in to_dict(config).items() if v is not None}
+    canonical = json.dumps(fields, sort_keys=True).encode()
     return hashlib.sha256(canonical + b"\0" + weights).digest()[:16]
 
 

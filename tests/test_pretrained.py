@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 
 import pytest
@@ -10,6 +12,7 @@ import torch
 import codec
 from codec import pretrained
 from codec.audio import load_audio
+from codec.config import to_dict
 from codec.errors import CodecError, ModelNotFoundError
 from codec.eval.metrics import mel_distance, stoi
 from tests.conftest import make_tiny_model, tone
@@ -32,6 +35,18 @@ def test_different_weights_have_different_ids(tmp_path):
     assert pretrained.save(make_tiny_model(0), tmp_path / "a") != pretrained.save(
         make_tiny_model(1), tmp_path / "b"
     )
+
+
+def test_a_config_field_left_unset_does_not_change_the_id():
+    """Fields added to `CodecConfig` later default to None; models made before them
+    (and the `.codes` files and priors tied to their ids) keep their ids."""
+    config = make_tiny_model().config
+    assert config.outer_dilations is None
+    fields = {k: v for k, v in to_dict(config).items() if k != "outer_dilations"}
+    canonical = json.dumps(fields, sort_keys=True).encode()
+    assert pretrained.model_id(config, b"w") == hashlib.sha256(canonical + b"\0w").digest()[:16]
+    pruned = dataclasses.replace(config, outer_dilations=(1,))
+    assert pretrained.model_id(pruned, b"w") != pretrained.model_id(config, b"w")
 
 
 def test_missing_and_broken_models_give_clear_errors(tmp_path):

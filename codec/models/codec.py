@@ -15,7 +15,7 @@ from torch import nn
 
 from codec.config import CodecConfig
 from codec.errors import CodecError
-from codec.nn.seanet import SEANetDecoder, SEANetEncoder
+from codec.nn.seanet import ResidualUnit, SEANetDecoder, SEANetEncoder
 from codec.quantize.rvq import ResidualVectorQuantizer
 
 
@@ -46,6 +46,7 @@ class CodecModel(nn.Module):
             latent_dim=config.latent_dim,
             ratios=config.ratios,
             dilations=config.dilations,
+            outer_dilations=config.outer_dilations,
             kernel_size=config.kernel_size,
             residual_kernel_size=config.residual_kernel_size,
             causal=config.causal,
@@ -125,6 +126,36 @@ class CodecModel(nn.Module):
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
         extra = -x.shape[-1] % self.hop_length
         return nn.functional.pad(x, (0, extra))
+
+
+def transfer_weights(source: CodecModel, target: CodecModel) -> None:
+    """Copy `source`'s weights and codebooks into `target`, a model of the same
+    architecture or one whose stages keep some of `source`'s residual units and drop
+    the others (e.g. a smaller `outer_dilations`): a start for fine-tuning a faster
+    model. Each residual unit is an identity plus a correction, so the pruned model
+    still works before it has learned to do without the units it lost."""
+    for part in ("encoder", "decoder"):
+        src = list(getattr(source, part).model)
+        i = 0
+        for layer in getattr(target, part).model:
+            while i < len(src) and not _same_layer(src[i], layer):
+                if not isinstance(src[i], ResidualUnit):
+                    break
+                i += 1  # a residual unit the target has dropped
+            if i == len(src) or not _same_layer(src[i], layer):
+                raise CodecError(f"the {part}s differ beyond dropped residual units")
+            layer.load_state_dict(src[i].state_dict())
+            i += 1
+        if any(not isinstance(m, ResidualUnit) for m in src[i:]):
+            raise CodecError(f"the {part}s differ beyond dropped residual units")
+    target.quantizer.load_state_dict(source.quantizer.state_dict())
+
+
+def _same_layer(a: nn.Module, b: nn.Module) -> bool:
+    if type(a) is not type(b) or getattr(a, "dilation", None) != getattr(b, "dilation", None):
+        return False
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(sa[k].shape == sb[k].shape for k in sa)
 
 
 def _receptive_field(module: nn.Module) -> int:

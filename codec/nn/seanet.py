@@ -26,6 +26,7 @@ class ResidualUnit(nn.Module):
     ):
         super().__init__()
         hidden = channels // 2
+        self.dilation = dilation
         self.block = nn.Sequential(
             ELU(),
             Conv1d(channels, hidden, kernel_size, dilation=dilation, causal=causal),
@@ -52,6 +53,8 @@ class SEANetEncoder(nn.Module):
         latent_dim: size of each output frame vector.
         ratios: downsampling factor per stage; their product is the hop length.
         dilations: dilation of each residual unit within a stage.
+        outer_dilations: those of the first stage, which runs at the full sample
+            rate (None: `dilations`).
     Shapes: `[B, 1, T] -> [B, latent_dim, T // prod(ratios)]`.
     """
 
@@ -62,6 +65,7 @@ class SEANetEncoder(nn.Module):
         latent_dim: int = 64,
         ratios: tuple[int, ...] = (2, 4, 5, 8),
         dilations: tuple[int, ...] = (1, 3, 9),
+        outer_dilations: tuple[int, ...] | None = None,
         kernel_size: int = 7,
         residual_kernel_size: int = 3,
         causal: bool = True,
@@ -69,8 +73,9 @@ class SEANetEncoder(nn.Module):
         super().__init__()
         layers: list[nn.Module] = [Conv1d(1, channels, kernel_size, causal=causal)]
         width = channels
-        for ratio in ratios:
-            layers += _residual_stack(width, dilations, residual_kernel_size, causal)
+        for i, ratio in enumerate(ratios):
+            stage = outer_dilations if i == 0 and outer_dilations is not None else dilations
+            layers += _residual_stack(width, stage, residual_kernel_size, causal)
             layers += [ELU(), Conv1d(width, width * 2, 2 * ratio, stride=ratio, causal=causal)]
             width *= 2
         layers += [ELU(), Conv1d(width, latent_dim, kernel_size, causal=causal)]
@@ -93,6 +98,7 @@ class SEANetDecoder(nn.Module):
         latent_dim: int = 64,
         ratios: tuple[int, ...] = (2, 4, 5, 8),
         dilations: tuple[int, ...] = (1, 3, 9),
+        outer_dilations: tuple[int, ...] | None = None,
         kernel_size: int = 7,
         residual_kernel_size: int = 3,
         causal: bool = True,
@@ -100,13 +106,15 @@ class SEANetDecoder(nn.Module):
         super().__init__()
         width = channels * 2 ** len(ratios)
         layers: list[nn.Module] = [Conv1d(latent_dim, width, kernel_size, causal=causal)]
-        for ratio in reversed(ratios):
+        for i, ratio in enumerate(reversed(ratios)):
             layers += [
                 ELU(),
                 ConvTranspose1d(width, width // 2, 2 * ratio, stride=ratio, causal=causal),
             ]
             width //= 2
-            layers += _residual_stack(width, dilations, residual_kernel_size, causal)
+            last = i == len(ratios) - 1
+            stage = outer_dilations if last and outer_dilations is not None else dilations
+            layers += _residual_stack(width, stage, residual_kernel_size, causal)
         layers += [ELU(), Conv1d(width, 1, kernel_size, causal=causal)]
         self.model = nn.Sequential(*layers)
 

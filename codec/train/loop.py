@@ -32,7 +32,7 @@ from codec import pretrained
 from codec.atomic import write_bytes_atomic
 from codec.config import TRAINING_ONLY, Recipe, from_dict, replace_recipe, to_dict
 from codec.errors import CodecError
-from codec.models.codec import CodecModel
+from codec.models.codec import CodecModel, transfer_weights
 from codec.train import distributed
 from codec.train.balancer import Balancer
 from codec.train.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
@@ -202,13 +202,19 @@ class Trainer:
     def _init_from(self, source: str) -> None:
         """Start from the weights of the model `source` (see `Recipe.init_from`)."""
         start = pretrained.load_for_training(source)
-        trained_only = {f: getattr(self.recipe.model, f) for f in TRAINING_ONLY}
-        if dataclasses.replace(start.config, **trained_only) != self.recipe.model:
-            raise CodecError(
-                f"init_from {source}: its architecture differs from the recipe's model "
-                "(set model.* to the values in its config.json)"
-            )
-        self.model.load_state_dict(start.state_dict())
+        # The recipe may drop residual units of the outermost stages (a faster model).
+        free = (*TRAINING_ONLY, "outer_dilations")
+        kept = {f: getattr(self.recipe.model, f) for f in free}
+        error = CodecError(
+            f"init_from {source}: its architecture differs from the recipe's model "
+            "(set model.* to the values in its config.json)"
+        )
+        if dataclasses.replace(start.config, **kept) != self.recipe.model:
+            raise error
+        try:
+            transfer_weights(start, self.model)
+        except CodecError:
+            raise error from None
 
     def _write_recipe(self) -> None:
         if self.info.is_main:

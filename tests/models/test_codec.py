@@ -1,5 +1,7 @@
 """The codec model: shapes of encode/decode/forward, bitrates, causality, receptive field."""
 
+import copy
+import dataclasses
 import math
 
 import pytest
@@ -7,7 +9,8 @@ import torch
 
 from codec.config import CodecConfig
 from codec.errors import CodecError
-from codec.models.codec import CodecModel
+from codec.models.codec import CodecModel, transfer_weights
+from codec.nn.seanet import ResidualUnit
 
 # two stages instead of four keep each call a few ms on a busy CPU; the structure
 # (strided and transposed convolutions, dilated residual units) is the same
@@ -146,3 +149,32 @@ def test_decoder_receptive_field_bounds_the_history_of_a_frame(model):
     tail = slice(last * HOP, frames * HOP)
     assert torch.allclose(audio[..., tail], changed_audio[..., tail], atol=1e-6, rtol=0)
     assert not torch.allclose(audio[..., :HOP], changed_audio[..., :HOP])
+
+
+# Pruning -------------------------------------------------------------------------------
+
+
+def test_a_model_without_some_outer_residual_units_starts_from_the_full_ones_weights(model):
+    """`transfer_weights` copies every layer the smaller model kept, so it computes what
+    the full model computes with the dropped units' corrections left out."""
+    pruned = CodecModel(dataclasses.replace(SMALL, outer_dilations=(1,)))
+    transfer_weights(model, pruned)
+    pruned.eval()
+    full_without = copy.deepcopy(model)
+    for part in (full_without.encoder, full_without.decoder):
+        units = [i for i, m in enumerate(part.model) if isinstance(m, ResidualUnit)]
+        outer = units[1] if part is full_without.encoder else units[-1]  # dilation 3
+        part.model[outer] = torch.nn.Identity()
+    x = noise(1, 1, 6 * HOP)
+    with torch.inference_mode():
+        codes = pruned.encode(x[0])
+        assert torch.equal(codes, full_without.encode(x[0]))
+        torch.testing.assert_close(pruned.decode(codes), full_without.decode(codes))
+
+
+def test_weights_cannot_go_to_a_model_with_units_or_layers_the_source_lacks(model):
+    pruned = CodecModel(dataclasses.replace(SMALL, outer_dilations=(1,)))
+    with pytest.raises(CodecError, match="differ beyond dropped residual units"):
+        transfer_weights(pruned, CodecModel(SMALL))
+    with pytest.raises(CodecError, match="differ beyond dropped residual units"):
+        transfer_weights(model, CodecModel(dataclasses.replace(SMALL, channels=8)))

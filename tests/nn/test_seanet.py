@@ -6,7 +6,7 @@ import torch
 
 from codec.nn.activation import ELU
 from codec.nn.conv import Conv1d, ConvTranspose1d
-from codec.nn.seanet import SEANetDecoder, SEANetEncoder
+from codec.nn.seanet import ResidualUnit, SEANetDecoder, SEANetEncoder
 
 SMALL = dict(channels=4, latent_dim=8, ratios=(2, 4), dilations=(1, 3))
 HOP = 8
@@ -101,3 +101,15 @@ def test_inference_conv_with_few_output_channels_matches_torch(causal, out_chann
     training_path = conv(x)  # autograd on: torch's convolution
     with torch.no_grad():
         torch.testing.assert_close(conv(x), training_path, atol=1e-5, rtol=1e-5)
+
+
+def test_outer_dilations_set_the_residual_units_of_the_full_rate_stages_only():
+    def dilations(module: torch.nn.Module) -> list[int]:
+        return [m.dilation for m in module.model if isinstance(m, ResidualUnit)]
+
+    encoder = SEANetEncoder(**SMALL, outer_dilations=(1,))
+    decoder = SEANetDecoder(**SMALL, outer_dilations=(1,))
+    assert dilations(encoder) == [1, 1, 3]  # the first stage runs at the sample rate
+    assert dilations(decoder) == [1, 3, 1]  # the last one does
+    assert decoder(encoder(noise(1, 1, 5 * HOP))).shape == (1, 1, 5 * HOP)
+    assert dilations(SEANetEncoder(**SMALL)) == [1, 3, 1, 3]

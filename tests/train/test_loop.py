@@ -187,6 +187,24 @@ def test_starting_from_a_model_of_another_shape_is_a_one_line_error(audio_folder
         Trainer(missing, tmp_path / "third", distributed.setup("cpu"))
 
 
+def test_a_faster_model_can_start_from_one_with_more_outer_residual_units(audio_folder, tmp_path):
+    train(tiny_recipe(audio_folder, "schedule.steps=2"), tmp_path / "first")
+    runner.invoke(app, ["export", str(tmp_path / "first"), str(tmp_path / "stage1")])
+    stage1 = pretrained.load_for_training(tmp_path / "stage1")
+    pruned = tiny_recipe(
+        audio_folder, f"init_from={tmp_path / 'stage1'}", "model.outer_dilations=[]"
+    )
+    trainer = Trainer(pruned, tmp_path / "second", distributed.setup("cpu"))
+    trainer.logger.close()
+    kept = trainer.model.state_dict()
+    assert len(kept) < len(stage1.state_dict())
+    encoder_in = "encoder.model.0.conv.parametrizations.weight.original1"
+    assert torch.equal(kept[encoder_in], stage1.state_dict()[encoder_in])
+    assert torch.equal(
+        kept["quantizer.layers.0.codebook"], stage1.state_dict()["quantizer.layers.0.codebook"]
+    )
+
+
 def test_during_the_critic_warmup_only_the_critic_learns_from_the_game(audio_folder, tmp_path):
     recipe = tiny_recipe(audio_folder, "losses.adversarial_start=1", "losses.critic_warmup=2")
     trainer = Trainer(recipe, tmp_path / "run", distributed.setup("cpu"))
