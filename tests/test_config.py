@@ -53,6 +53,13 @@ def test_lists_become_tuples_and_ints_become_floats_where_floats_are_expected():
     assert isinstance(recipe.optim.betas[0], float)
 
 
+def test_an_optional_field_is_converted_like_a_required_one_or_left_unset():
+    assert from_dict(CodecConfig, {"outer_dilations": [1]}).outer_dilations == (1,)
+    assert from_dict(CodecConfig, {"outer_dilations": None}).outer_dilations is None
+    with pytest.raises(ConfigError, match="outer_dilations"):
+        from_dict(CodecConfig, {"outer_dilations": 1})
+
+
 def test_unknown_key_is_named_with_its_section():
     with pytest.raises(ConfigError, match=r"model: unknown key 'chanels'"):
         from_dict(Recipe, {"model": {"chanels": 8}})
