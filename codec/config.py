@@ -25,8 +25,9 @@ class CodecConfig:
 
     The defaults are the first 16 kHz speech model: causal SEANet, 50 Hz frames
     (hop 320 = 2*4*5*8), 12 codebooks of 1024 entries, so 0.5 kbps per codebook and
-    6 kbps with all twelve. The shipped model differs in width and ratios (32
-    channels, 8*5*4*2; `pretrained/speech16k/config.json`).
+    6 kbps with all twelve. The shipped model differs in width, ratios and its
+    full-rate stages (32 channels, 8*5*4*2, one residual unit there;
+    `pretrained/speech16k/config.json`).
 
     `threshold_ema_dead_code` is in EMA assignments per training step: with a few
     hundred frames per batch and 1024 codes, even a used code averages well under 1,
