@@ -271,7 +271,8 @@ class Recipe:
     `init_from` (a model name or folder, e.g. an export of an earlier run) starts a fresh
     run from that model's weights and codebooks instead of a random init: fine-tuning,
     or training in stages when checkpoints cannot travel. Its architecture must be
-    `model`'s; the optimiser and schedule start afresh.
+    `model`'s, except that `model.outer_dilations` may drop residual units it has; the
+    optimiser and schedule start afresh.
     """
 
     model: CodecConfig = CodecConfig()

@@ -138,9 +138,9 @@ def transfer_weights(source: CodecModel, target: CodecModel) -> None:
         src = list(getattr(source, part).model)
         i = 0
         for layer in getattr(target, part).model:
-            while i < len(src) and not _same_layer(src[i], layer):
-                if not isinstance(src[i], ResidualUnit):
-                    break
+            while (
+                i < len(src) and isinstance(src[i], ResidualUnit) and not _same_layer(src[i], layer)
+            ):
                 i += 1  # a residual unit the target has dropped
             if i == len(src) or not _same_layer(src[i], layer):
                 raise CodecError(f"the {part}s differ beyond dropped residual units")

@@ -73,8 +73,9 @@ class SEANetEncoder(nn.Module):
         super().__init__()
         layers: list[nn.Module] = [Conv1d(1, channels, kernel_size, causal=causal)]
         width = channels
+        outer = dilations if outer_dilations is None else outer_dilations
         for i, ratio in enumerate(ratios):
-            stage = outer_dilations if i == 0 and outer_dilations is not None else dilations
+            stage = outer if i == 0 else dilations
             layers += _residual_stack(width, stage, residual_kernel_size, causal)
             layers += [ELU(), Conv1d(width, width * 2, 2 * ratio, stride=ratio, causal=causal)]
             width *= 2
@@ -106,14 +107,14 @@ class SEANetDecoder(nn.Module):
         super().__init__()
         width = channels * 2 ** len(ratios)
         layers: list[nn.Module] = [Conv1d(latent_dim, width, kernel_size, causal=causal)]
+        outer = dilations if outer_dilations is None else outer_dilations
         for i, ratio in enumerate(reversed(ratios)):
             layers += [
                 ELU(),
                 ConvTranspose1d(width, width // 2, 2 * ratio, stride=ratio, causal=causal),
             ]
             width //= 2
-            last = i == len(ratios) - 1
-            stage = outer_dilations if last and outer_dilations is not None else dilations
+            stage = outer if i == len(ratios) - 1 else dilations
             layers += _residual_stack(width, stage, residual_kernel_size, causal)
         layers += [ELU(), Conv1d(width, 1, kernel_size, causal=causal)]
         self.model = nn.Sequential(*layers)
