@@ -231,7 +231,9 @@ class ScheduleConfig:
     `seconds` > 0 gives the run a wall-clock budget instead: once the step rate has
     been measured (over a few steps after compilation and the critic's start), `steps`
     is lowered to the step at which the budget runs out, so the cosine ends there. The
-    chosen `steps` is saved with the run; a resumed run keeps it.
+    chosen `steps` is saved with the run; a resumed run keeps it. If the rate falls after
+    it was timed, the run still ends once the budget is spent (counted from the start of
+    this invocation, so a resumed run gets the budget again, up to its fitted end).
     """
 
     steps: int = 20000

@@ -54,6 +54,8 @@ RECONSTRUCTION = ("mel", "stft", "waveform")
 # timed after this many untimed ones (compilation, cuDNN autotuning, the critic's start).
 CALIBRATE_STEPS = 20
 CALIBRATE_AFTER = 10
+# After fitting, the budget is checked every this many steps (an all-reduce under torchrun).
+BUDGET_CHECK_EVERY = 10
 ADVERSARIAL = ("adversarial", "feature")
 
 
@@ -315,10 +317,20 @@ class Trainer:
     def _fit_budget(self) -> None:
         """Under `schedule.seconds`, time `CALIBRATE_STEPS` steps once the critic has
         joined and warm-up is behind, then end the schedule where the budget runs out
-        (never later than `schedule.steps`)."""
-        if self._calibrated:
-            return
+        (never later than `schedule.steps`). The rate can fall after it was timed (a
+        machine shared with another run, validation, a slower data phase), so the budget
+        is also held: a run that is still going when it is spent ends at that step."""
         s = self.recipe.schedule
+        if s.seconds <= 0:
+            return
+        if self._calibrated:
+            if self.step % BUDGET_CHECK_EVERY == 0 and self.step < s.steps:
+                elapsed = {"elapsed": time.monotonic() - self._started}
+                if distributed.all_reduce_mean(elapsed, self.device)["elapsed"] > s.seconds:
+                    self._end_schedule(
+                        self.step, f"time budget {s.seconds:g} s spent (fitted end {s.steps})"
+                    )
+            return
         losses = self.recipe.losses
         start = CALIBRATE_AFTER + (
             losses.adversarial_start + losses.critic_warmup if self.use_gan else 0

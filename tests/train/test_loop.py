@@ -23,6 +23,7 @@ from codec.errors import CodecError
 from codec.train import distributed
 from codec.train.checkpoint import load_checkpoint
 from codec.train.data import loader
+from codec.train.logger import TrainLogger
 from codec.train.loop import Trainer, cosine_with_warmup, train
 from tests.conftest import tone
 
@@ -240,6 +241,43 @@ def test_a_wall_clock_budget_ends_the_schedule_when_the_time_is_up(audio_folder,
     # resumed, the run keeps the end it was fitted to (it is already there)
     again = train(budget, tmp_path / "run", resume=True)
     assert again.step == fitted["steps"]
+
+
+def test_a_run_that_slows_after_its_rate_was_timed_still_ends_on_budget(
+    audio_folder, tmp_path, monkeypatch
+):
+    # Timed at full speed over steps 10 to 30, then every step takes 0.1 s longer (a
+    # machine shared with a second run, say): the fitted end is out of reach in time.
+    fast_step = Trainer.train_step
+
+    def slowing_step(self, batches):
+        if self.step >= 40:
+            time.sleep(0.1)
+        return fast_step(self, batches)
+
+    monkeypatch.setattr(Trainer, "train_step", slowing_step)
+    lines: list[str] = []
+    monkeypatch.setattr(TrainLogger, "line", lambda self, text: lines.append(text))
+    budget = tiny_recipe(
+        audio_folder,
+        "schedule.steps=100000",
+        "schedule.seconds=4",
+        "losses.adversarial=0",
+        "losses.feature=0",
+        "logging.valid_every=100000",
+        "logging.checkpoint_every=100000",
+    )
+    t0 = time.monotonic()
+    result = train(budget, tmp_path / "run")
+    assert time.monotonic() - t0 < 15
+    log = "\n".join(lines)
+    fitted = int(log.split("so the schedule ends at step ")[1].split()[0])
+    assert "time budget 4 s spent (fitted end" in log
+    assert 40 <= result.step < fitted
+    # the checkpoint and recipe say where it ended, so a resumed run is already done
+    saved = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert saved["step"] == result.step == saved["recipe"]["schedule"]["steps"]
+    assert train(budget, tmp_path / "run", resume=True).step == result.step
 
 
 def test_a_budget_spent_before_the_rate_is_timed_still_ends_the_run(audio_folder, tmp_path):
