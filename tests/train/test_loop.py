@@ -219,16 +219,22 @@ def test_during_the_critic_warmup_only_the_critic_learns_from_the_game(audio_fol
     assert played == [(False, False), (True, False), (True, False), (True, True)]
 
 
-def test_a_wall_clock_budget_ends_the_schedule_when_the_time_is_up(audio_folder, tmp_path):
-    budget = tiny_recipe(
+def budget_recipe(audio_folder: Path, seconds: float):
+    """A tiny run with no critic and no mid-run validation or checkpoint, given a
+    wall-clock budget instead of a step count."""
+    return tiny_recipe(
         audio_folder,
         "schedule.steps=100000",
-        "schedule.seconds=5",
+        f"schedule.seconds={seconds:g}",
         "losses.adversarial=0",
         "losses.feature=0",
         "logging.valid_every=100000",
         "logging.checkpoint_every=100000",
     )
+
+
+def test_a_wall_clock_budget_ends_the_schedule_when_the_time_is_up(audio_folder, tmp_path):
+    budget = budget_recipe(audio_folder, seconds=5)
     t0 = time.monotonic()
     result = train(budget, tmp_path / "run")
     assert time.monotonic() - t0 < 30  # not 100,000 steps
@@ -258,15 +264,7 @@ def test_a_run_that_slows_after_its_rate_was_timed_still_ends_on_budget(
     monkeypatch.setattr(Trainer, "train_step", slowing_step)
     lines: list[str] = []
     monkeypatch.setattr(TrainLogger, "line", lambda self, text: lines.append(text))
-    budget = tiny_recipe(
-        audio_folder,
-        "schedule.steps=100000",
-        "schedule.seconds=4",
-        "losses.adversarial=0",
-        "losses.feature=0",
-        "logging.valid_every=100000",
-        "logging.checkpoint_every=100000",
-    )
+    budget = budget_recipe(audio_folder, seconds=4)
     t0 = time.monotonic()
     result = train(budget, tmp_path / "run")
     assert time.monotonic() - t0 < 15
