@@ -128,7 +128,7 @@ class Trainer:
         self.step = 0
         self.valid_metrics: dict[str, float] = {}
         self._references_logged = False
-        self._calibrated = recipe.schedule.seconds <= 0
+        self._calibrated = False  # under schedule.seconds: the end is fitted
         self._started = time.monotonic()
         self._calibration_start: float | None = None
         if resume and ckpt_path.exists():
@@ -324,20 +324,16 @@ class Trainer:
         if s.seconds <= 0:
             return
         if self._calibrated:
-            if self.step % BUDGET_CHECK_EVERY == 0 and self.step < s.steps:
-                elapsed = {"elapsed": time.monotonic() - self._started}
-                if distributed.all_reduce_mean(elapsed, self.device)["elapsed"] > s.seconds:
-                    self._end_schedule(
-                        self.step, f"time budget {s.seconds:g} s spent (fitted end {s.steps})"
-                    )
+            if self.step % BUDGET_CHECK_EVERY == 0 and self.step < s.steps and self._spent():
+                self._end_schedule(
+                    self.step, f"time budget {s.seconds:g} s spent (fitted end {s.steps})"
+                )
             return
         losses = self.recipe.losses
         start = CALIBRATE_AFTER + (
             losses.adversarial_start + losses.critic_warmup if self.use_gan else 0
         )
-        elapsed = {"elapsed": time.monotonic() - self._started}
-        if distributed.all_reduce_mean(elapsed, self.device)["elapsed"] > s.seconds:
-            # too slow to have been timed yet; replicas decide together
+        if self._spent():  # too slow to have been timed yet
             self._end_schedule(self.step, f"time budget {s.seconds:g} s spent before timing")
         elif self.step == start:
             _sync(self.device)
@@ -351,6 +347,12 @@ class Trainer:
             left = max(0.0, s.seconds - figures["elapsed"])
             steps = min(s.steps, self.step + max(1, int(figures["rate"] * left)))
             self._end_schedule(steps, f"time budget {s.seconds:g} s: {figures['rate']:.2f} step/s")
+
+    def _spent(self) -> bool:
+        """Whether the wall-clock budget is spent; the replicas decide together."""
+        elapsed = {"elapsed": time.monotonic() - self._started}
+        seconds = distributed.all_reduce_mean(elapsed, self.device)["elapsed"]
+        return seconds > self.recipe.schedule.seconds
 
     def _end_schedule(self, steps: int, why: str) -> None:
         self.recipe = replace_recipe(self.recipe, schedule={"steps": steps})
