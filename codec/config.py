@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from codec.errors import ConfigError
+from codec.nn.activation import ACTIVATIONS
 
 T = TypeVar("T")
 
@@ -53,8 +54,16 @@ class CodecConfig:
     kmeans_iters: int = 10
     threshold_ema_dead_code: float = 0.01
     quantizer_dropout: float = 0.5
+    # The encoder's and decoder's activation: None is SEANet's ELU; "snake" is DAC's
+    # (a learnt periodic term per channel). None rather than "elu", so the ids of the
+    # models made before the field existed stay the same.
+    activation: str | None = None
 
     def __post_init__(self) -> None:
+        if self.activation not in (None, *ACTIVATIONS):
+            raise ConfigError(
+                f"activation must be one of {', '.join(ACTIVATIONS)}, got {self.activation!r}"
+            )
         if self.codebook_size < 2 or self.codebook_size & (self.codebook_size - 1):
             raise ConfigError(
                 f"codebook_size must be a power of two >= 2, got {self.codebook_size}"

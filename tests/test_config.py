@@ -111,6 +111,12 @@ def test_codebook_size_must_be_a_power_of_two(size):
         from_dict(CodecConfig, {"codebook_size": size})
 
 
+def test_an_unknown_activation_is_refused_when_the_config_is_made():
+    assert CodecConfig(activation="snake").activation == "snake"
+    with pytest.raises(ConfigError, match="activation must be one of elu, snake, got 'gelu'"):
+        CodecConfig(activation="gelu")
+
+
 def test_at_least_one_codebook():
     with pytest.raises(ConfigError, match="n_codebooks"):
         CodecConfig(n_codebooks=0)

@@ -15,7 +15,7 @@ from codec.audio import load_audio
 from codec.config import to_dict
 from codec.errors import CodecError, ModelNotFoundError
 from codec.eval.metrics import mel_distance, stoi
-from tests.conftest import make_tiny_model, tone
+from tests.conftest import TINY, make_tiny_model, tone
 
 CLIP = pretrained.Path(codec.__file__).parent / "data" / "speech_en.flac"
 
@@ -31,6 +31,22 @@ def test_save_then_load_gives_the_same_model_and_id(tmp_path):
         torch.testing.assert_close(loaded.decode(model.encode(x)), model.decode(model.encode(x)))
 
 
+def test_a_snake_model_saves_and_loads_with_its_alphas(tmp_path):
+    model = make_tiny_model(config=dataclasses.replace(TINY, activation="snake"))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("alpha"):
+                p.uniform_(0.5, 2.0)
+    pretrained.save(model, tmp_path / "m")
+    loaded = pretrained.load(tmp_path / "m")
+    assert loaded.config.activation == "snake"
+    x = torch.from_numpy(tone(1.0))
+    with torch.inference_mode():
+        codes = model.encode(x)
+        assert torch.equal(loaded.encode(x), codes)
+        torch.testing.assert_close(loaded.decode(codes), model.decode(codes))
+
+
 def test_different_weights_have_different_ids(tmp_path):
     assert pretrained.save(make_tiny_model(0), tmp_path / "a") != pretrained.save(
         make_tiny_model(1), tmp_path / "b"
@@ -41,12 +57,15 @@ def test_a_config_field_left_unset_does_not_change_the_id():
     """Fields added to `CodecConfig` later default to None; models made before them
     (and the `.codes` files and priors tied to their ids) keep their ids."""
     config = make_tiny_model().config
-    assert config.outer_dilations is None
-    fields = {k: v for k, v in to_dict(config).items() if k != "outer_dilations"}
+    later = ("outer_dilations", "activation")
+    assert all(getattr(config, name) is None for name in later)
+    fields = {k: v for k, v in to_dict(config).items() if k not in later}
     canonical = json.dumps(fields, sort_keys=True).encode()
     assert pretrained.model_id(config, b"w") == hashlib.sha256(canonical + b"\0w").digest()[:16]
     pruned = dataclasses.replace(config, outer_dilations=(1,))
     assert pretrained.model_id(pruned, b"w") != pretrained.model_id(config, b"w")
+    snake = dataclasses.replace(config, activation="snake")
+    assert pretrained.model_id(snake, b"w") != pretrained.model_id(config, b"w")
 
 
 def test_missing_and_broken_models_give_clear_errors(tmp_path):

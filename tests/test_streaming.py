@@ -15,10 +15,12 @@ from codec.streaming import StreamingDecoder, StreamingEncoder
 from tests.conftest import TINY, make_tiny_model, tone
 
 
-@pytest.fixture(scope="module")
-def model() -> CodecModel:
+@pytest.fixture(scope="module", params=[None, "snake"], ids=["elu", "snake"])
+def model(request) -> CodecModel:
     # Few, well-separated codewords, so float rounding cannot flip a nearest codeword.
-    return make_tiny_model(config=dataclasses.replace(TINY, codebook_size=16))
+    return make_tiny_model(
+        config=dataclasses.replace(TINY, codebook_size=16, activation=request.param)
+    )
 
 
 def encode_in_pieces(model, wav, sizes, chunk_frames=4):

@@ -50,6 +50,7 @@ class CodecModel(nn.Module):
             kernel_size=config.kernel_size,
             residual_kernel_size=config.residual_kernel_size,
             causal=config.causal,
+            activation=config.activation or "elu",
         )
         self.encoder = SEANetEncoder(**seanet)
         self.decoder = SEANetDecoder(**seanet)

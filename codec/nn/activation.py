@@ -1,11 +1,14 @@
-"""The ELU of SEANet, computed faster when no gradient is needed."""
+"""The activations of SEANet: ELU (computed faster when no gradient is needed) and Snake."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from codec.errors import ConfigError
+
 LOG2E = 1.4426950408889634
+ACTIVATIONS = ("elu", "snake")
 
 
 class ELU(nn.Module):
@@ -23,3 +26,32 @@ class ELU(nn.Module):
         if x.requires_grad:
             return nn.functional.elu(x)
         return x.clamp(max=0).mul_(LOG2E).exp2_().sub_(1).add_(x.clamp(min=0))
+
+
+class Snake(nn.Module):
+    """Snake, `x + sin^2(alpha x) / alpha` with a learnt `alpha` per channel (Liu Ziyin
+    et al. 2020), as in BigVGAN and DAC: a periodic bias that helps a decoder make
+    periodic signals such as voiced speech. `alpha` starts at 1.
+
+    Shapes: `[B, channels, T] -> [B, channels, T]`.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.alpha = nn.Parameter(torch.ones(channels, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        alpha = self.alpha.to(x.dtype)
+        inverse = (alpha + 1e-9).reciprocal()
+        if torch.is_grad_enabled() and (x.requires_grad or alpha.requires_grad):
+            return x + inverse * torch.sin(alpha * x).pow(2)
+        return torch.sin(x * alpha).pow_(2).mul_(inverse).add_(x)
+
+
+def activation(kind: str, channels: int) -> nn.Module:
+    """The activation named `kind` ("elu" or "snake") for `channels` channels."""
+    if kind == "elu":
+        return ELU()
+    if kind == "snake":
+        return Snake(channels)
+    raise ConfigError(f"unknown activation {kind!r}; known: {', '.join(ACTIVATIONS)}")

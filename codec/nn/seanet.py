@@ -2,8 +2,8 @@
 
 Each stage: residual units with growing dilation, then a strided convolution that halves
 time resolution by `ratio` and doubles channels. The decoder mirrors it with transposed
-convolutions. ELU activations, weight norm everywhere, no normalisation layers, so the
-causal variant can later run frame by frame.
+convolutions. ELU activations (or DAC's Snake), weight norm everywhere, no normalisation
+layers, so the causal variant can later run frame by frame.
 """
 
 from __future__ import annotations
@@ -11,26 +11,32 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from codec.nn.activation import ELU
+from codec.nn.activation import activation as make_activation
 from codec.nn.conv import Conv1d, ConvTranspose1d
 
 
 class ResidualUnit(nn.Module):
-    """ELU -> dilated conv (halving channels) -> ELU -> 1x1 conv, plus identity shortcut.
+    """act -> dilated conv (halving channels) -> act -> 1x1 conv, plus identity shortcut.
 
     Shapes: `[B, C, T] -> [B, C, T]`.
     """
 
     def __init__(
-        self, channels: int, *, kernel_size: int = 3, dilation: int = 1, causal: bool = True
+        self,
+        channels: int,
+        *,
+        kernel_size: int = 3,
+        dilation: int = 1,
+        causal: bool = True,
+        activation: str = "elu",
     ):
         super().__init__()
         hidden = channels // 2
         self.dilation = dilation
         self.block = nn.Sequential(
-            ELU(),
+            make_activation(activation, channels),
             Conv1d(channels, hidden, kernel_size, dilation=dilation, causal=causal),
-            ELU(),
+            make_activation(activation, hidden),
             Conv1d(hidden, channels, 1, causal=causal),
         )
 
@@ -38,9 +44,13 @@ class ResidualUnit(nn.Module):
         return x + self.block(x)
 
 
-def _residual_stack(channels: int, dilations: tuple[int, ...], kernel_size: int, causal: bool):
+def _residual_stack(
+    channels: int, dilations: tuple[int, ...], kernel_size: int, causal: bool, activation: str
+):
     return [
-        ResidualUnit(channels, kernel_size=kernel_size, dilation=d, causal=causal)
+        ResidualUnit(
+            channels, kernel_size=kernel_size, dilation=d, causal=causal, activation=activation
+        )
         for d in dilations
     ]
 
@@ -55,6 +65,7 @@ class SEANetEncoder(nn.Module):
         dilations: dilation of each residual unit within a stage.
         outer_dilations: those of the first stage, which runs at the full sample
             rate (None: `dilations`).
+        activation: "elu" (SEANet) or "snake" (DAC).
     Shapes: `[B, 1, T] -> [B, latent_dim, T // prod(ratios)]`.
     """
 
@@ -69,6 +80,7 @@ class SEANetEncoder(nn.Module):
         kernel_size: int = 7,
         residual_kernel_size: int = 3,
         causal: bool = True,
+        activation: str = "elu",
     ) -> None:
         super().__init__()
         layers: list[nn.Module] = [Conv1d(1, channels, kernel_size, causal=causal)]
@@ -76,10 +88,16 @@ class SEANetEncoder(nn.Module):
         outer = dilations if outer_dilations is None else outer_dilations
         for i, ratio in enumerate(ratios):
             stage = outer if i == 0 else dilations
-            layers += _residual_stack(width, stage, residual_kernel_size, causal)
-            layers += [ELU(), Conv1d(width, width * 2, 2 * ratio, stride=ratio, causal=causal)]
+            layers += _residual_stack(width, stage, residual_kernel_size, causal, activation)
+            layers += [
+                make_activation(activation, width),
+                Conv1d(width, width * 2, 2 * ratio, stride=ratio, causal=causal),
+            ]
             width *= 2
-        layers += [ELU(), Conv1d(width, latent_dim, kernel_size, causal=causal)]
+        layers += [
+            make_activation(activation, width),
+            Conv1d(width, latent_dim, kernel_size, causal=causal),
+        ]
         self.model = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -103,6 +121,7 @@ class SEANetDecoder(nn.Module):
         kernel_size: int = 7,
         residual_kernel_size: int = 3,
         causal: bool = True,
+        activation: str = "elu",
     ) -> None:
         super().__init__()
         width = channels * 2 ** len(ratios)
@@ -110,13 +129,13 @@ class SEANetDecoder(nn.Module):
         outer = dilations if outer_dilations is None else outer_dilations
         for i, ratio in enumerate(reversed(ratios)):
             layers += [
-                ELU(),
+                make_activation(activation, width),
                 ConvTranspose1d(width, width // 2, 2 * ratio, stride=ratio, causal=causal),
             ]
             width //= 2
             stage = outer if i == len(ratios) - 1 else dilations
-            layers += _residual_stack(width, stage, residual_kernel_size, causal)
-        layers += [ELU(), Conv1d(width, 1, kernel_size, causal=causal)]
+            layers += _residual_stack(width, stage, residual_kernel_size, causal, activation)
+        layers += [make_activation(activation, width), Conv1d(width, 1, kernel_size, causal=causal)]
         self.model = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:

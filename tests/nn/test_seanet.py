@@ -4,7 +4,8 @@ the fast inference paths compute what the training paths compute."""
 import pytest
 import torch
 
-from codec.nn.activation import ELU
+from codec.errors import ConfigError
+from codec.nn.activation import ELU, Snake, activation
 from codec.nn.conv import Conv1d, ConvTranspose1d
 from codec.nn.seanet import ResidualUnit, SEANetDecoder, SEANetEncoder
 
@@ -91,6 +92,41 @@ def test_elu_trains_with_the_exact_function():
     (y.sum() + y_ref.sum()).backward()
     assert torch.equal(y, y_ref)
     assert torch.equal(x.grad, x_ref.grad)
+
+
+def test_snake_adds_a_periodic_term_per_channel():
+    snake = Snake(2)
+    with torch.no_grad():
+        snake.alpha.copy_(torch.tensor([[1.0], [3.0]]))
+    x = noise(1, 2, 50)
+    expected = x + torch.sin(x * snake.alpha) ** 2 / snake.alpha
+    with torch.no_grad():
+        torch.testing.assert_close(snake(x), expected)
+    # trains alpha, and the fast inference path computes the same as the training one
+    trained = snake(x)
+    trained.sum().backward()
+    assert snake.alpha.grad.abs().min() > 0
+    torch.testing.assert_close(trained.detach(), expected)
+    assert snake(torch.zeros(1, 2, 3)).abs().max() == 0
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_a_snake_seanet_keeps_whole_frames_and_causality(causal):
+    encoder = SEANetEncoder(**SMALL, causal=causal, activation="snake")
+    decoder = SEANetDecoder(**SMALL, causal=causal, activation="snake")
+    assert any(isinstance(m, Snake) for m in encoder.modules())
+    assert not any(isinstance(m, ELU) for m in decoder.modules())
+    audio = noise(2, 1, 6 * HOP)
+    assert decoder(encoder(audio)).shape == audio.shape
+    if causal:
+        changed = audio.clone()
+        changed[..., 3 * HOP :] = noise(3 * HOP, seed=1)
+        assert torch.equal(encoder(audio)[..., :3], encoder(changed)[..., :3])
+
+
+def test_an_unknown_activation_is_refused():
+    with pytest.raises(ConfigError, match="unknown activation 'relu'"):
+        activation("relu", 4)
 
 
 @pytest.mark.parametrize("causal", [True, False])
