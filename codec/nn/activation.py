@@ -33,6 +33,9 @@ class Snake(nn.Module):
     et al. 2020), as in BigVGAN and DAC: a periodic bias that helps a decoder make
     periodic signals such as voiced speech. `alpha` starts at 1.
 
+    Training computes in float32 also under bf16 autocast (a bf16 `alpha * x` is too
+    coarse a phase for the sine) and returns the input's dtype.
+
     Shapes: `[B, channels, T] -> [B, channels, T]`.
     """
 
@@ -41,10 +44,11 @@ class Snake(nn.Module):
         self.alpha = nn.Parameter(torch.ones(channels, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled() and (x.requires_grad or self.alpha.requires_grad):
+            alpha, xf = self.alpha.float(), x.float()
+            return (xf + torch.sin(alpha * xf).pow(2) / (alpha + 1e-9)).to(x.dtype)
         alpha = self.alpha.to(x.dtype)
         inverse = (alpha + 1e-9).reciprocal()
-        if torch.is_grad_enabled() and (x.requires_grad or alpha.requires_grad):
-            return x + inverse * torch.sin(alpha * x).pow(2)
         return torch.sin(x * alpha).pow_(2).mul_(inverse).add_(x)
 
 

@@ -107,6 +107,10 @@ def test_snake_adds_a_periodic_term_per_channel():
     trained.sum().backward()
     assert snake.alpha.grad.abs().min() > 0
     torch.testing.assert_close(trained.detach(), expected)
+    # bf16 in, bf16 out, the sine taken in float32
+    half = snake(x.bfloat16())
+    assert half.dtype == torch.bfloat16
+    torch.testing.assert_close(half.float(), snake(x.bfloat16().float()).bfloat16().float())
     assert snake(torch.zeros(1, 2, 3)).abs().max() == 0
 
 
