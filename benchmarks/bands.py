@@ -80,7 +80,8 @@ def main() -> None:
         with torch.inference_mode():
             for path in paths:
                 x = torch.from_numpy(load_audio(path, model.sample_rate))
-                latents = model.encoder(model._pad(x[None, None]))
+                padded = torch.nn.functional.pad(x, (0, -len(x) % model.hop_length))
+                latents = model.encoder(padded[None, None])
                 coded = model.decoder(model.quantizer.decode(model.quantizer.encode(latents, n_q)))
                 unquantised = model.decoder(latents)
                 ref = magnitudes(x)
