@@ -6,9 +6,9 @@ Usage: `python benchmarks/activation.py [--model speech16k] [--seconds 30] [--th
 Builds the model's architecture twice, with ELU (as shipped) and with Snake, random
 weights (a k-means pass on the speech fills the codebooks), weight norm folded, and times
 streaming encode and decode (the path `codec encode`/`decode` use) of the bundled speech
-repeated to `--seconds`, best of `--repeats`, in this process; the two models take turns,
-so a machine that slows down or speeds up during the run favours neither. Prints times real time
-and Snake's ratio to ELU: a Snake model has to gain its quality at that speed.
+repeated to `--seconds`, best of `--repeats`, in this process. The two models take turns,
+so a machine that slows down or speeds up during the run favours neither. Prints times
+real time and Snake's ratio to ELU: a Snake model has to gain its quality at that speed.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def built(config, wav) -> CodecModel:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="speech16k")
+    parser.add_argument("--model", default=pretrained.DEFAULT_MODEL)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
