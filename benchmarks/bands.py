@@ -22,28 +22,33 @@ from __future__ import annotations
 
 import argparse
 import platform
+from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import torch
 from entropy import files  # benchmarks/, the folder of this script, is on sys.path
 
 from codec import pretrained
 from codec.audio import load_audio
 from codec.eval.baselines import parse_baselines
+from codec.train.losses import float32_stft
 
 EDGES = (0, 250, 500, 1000, 2000, 4000, 6000, 8000)
 N_FFT, HOP = 512, 256
+WINDOW = torch.hann_window(N_FFT)
 
 
 def magnitudes(wav: torch.Tensor) -> torch.Tensor:
     """`[T] -> [frames, N_FFT // 2 + 1]`."""
-    spec = torch.stft(wav, N_FFT, HOP, window=torch.hann_window(N_FFT), return_complex=True)
-    return spec.abs().T
+    return float32_stft(wav[None], N_FFT, HOP, WINDOW)[0].abs().T
 
 
-def band_masks(sample_rate: int) -> list[torch.Tensor]:
+def band_sums(power: torch.Tensor, sample_rate: int) -> torch.Tensor:
+    """`[frames, bins]` -> the sum over each band of `EDGES`, `[bands]` in float64."""
     freqs = torch.fft.rfftfreq(N_FFT, 1 / sample_rate)
-    return [(freqs >= lo) & (freqs < hi) for lo, hi in zip(EDGES, EDGES[1:], strict=False)]
+    bands = zip(EDGES, EDGES[1:], strict=False)
+    return torch.stack([power[:, (freqs >= lo) & (freqs < hi)].double().sum() for lo, hi in bands])
 
 
 def main() -> None:
@@ -59,46 +64,45 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    models = [pretrained.load(name) for name in args.model or [pretrained.DEFAULT_MODEL]]
+    rate = models[0].sample_rate
+    if any(m.sample_rate != rate for m in models):
+        ap.error("the models must share one sample rate")
+    baselines = parse_baselines(args.baseline)
     paths = files(args.data, args.split, args.limit)
     print(
         f"{platform.processor() or platform.machine()}, {args.threads} thread(s); "
         f"{len(paths)} files of {args.data or 'codec/data'} ({args.split}); SNR in dB"
     )
+
+    def outputs(wav: np.ndarray) -> Iterator[tuple[str, torch.Tensor]]:
+        """Each system's output for `wav`, `[T]`, labelled."""
+        x = torch.from_numpy(wav)
+        for model in models:
+            n_q = model.n_codebooks_for(args.bitrate)
+            padded = torch.nn.functional.pad(x, (0, -len(x) % model.hop_length))
+            latents = model.encoder(padded[None, None])
+            coded = model.decoder(model.quantizer.decode(model.quantizer.encode(latents, n_q)))
+            yield f"{model.name} {args.bitrate:g} kbps", coded[0, 0, : len(x)]
+            yield f"{model.name} unquantised", model.decoder(latents)[0, 0, : len(x)]
+        for baseline in baselines:
+            yield baseline.name, torch.from_numpy(baseline.run(wav, rate).decoded)
+
+    energy = torch.zeros(len(EDGES) - 1, dtype=torch.float64)
+    errors: dict[str, torch.Tensor] = {}
+    with torch.inference_mode():
+        for path in paths:
+            wav = load_audio(path, rate)
+            ref = magnitudes(torch.from_numpy(wav))
+            energy += band_sums(ref**2, rate)
+            for label, out in outputs(wav):
+                error = band_sums((magnitudes(out) - ref) ** 2, rate)
+                errors[label] = errors.get(label, 0) + error
     names = [f"{lo}-{hi}" for lo, hi in zip(EDGES, EDGES[1:], strict=False)]
     print(f"{'':28s}" + "".join(f"{n:>11s}" for n in names))
-
-    def row(label: str, energy: torch.Tensor, error: torch.Tensor) -> None:
+    for label, error in errors.items():
         snr = 10 * torch.log10(energy / error)
         print(f"{label:28s}" + "".join(f"{v:11.1f}" for v in snr.tolist()))
-
-    for name in args.model or [pretrained.DEFAULT_MODEL]:
-        model = pretrained.load(name)
-        masks = band_masks(model.sample_rate)
-        energy = torch.zeros(len(masks), dtype=torch.float64)
-        errors = torch.zeros(2, len(masks), dtype=torch.float64)
-        n_q = model.n_codebooks_for(args.bitrate)
-        with torch.inference_mode():
-            for path in paths:
-                x = torch.from_numpy(load_audio(path, model.sample_rate))
-                padded = torch.nn.functional.pad(x, (0, -len(x) % model.hop_length))
-                latents = model.encoder(padded[None, None])
-                coded = model.decoder(model.quantizer.decode(model.quantizer.encode(latents, n_q)))
-                unquantised = model.decoder(latents)
-                ref = magnitudes(x)
-                for i, out in enumerate((coded, unquantised)):
-                    diff = (magnitudes(out[0, 0, : len(x)]) - ref).double() ** 2
-                    errors[i] += torch.stack([diff[:, m].sum() for m in masks])
-                energy += torch.stack([ref[:, m].double().pow(2).sum() for m in masks])
-        row(f"{model.name} {args.bitrate:g} kbps", energy, errors[0])
-        row(f"{model.name} unquantised", energy, errors[1])
-    for baseline in parse_baselines(args.baseline):
-        error = torch.zeros(len(masks), dtype=torch.float64)
-        for path in paths:
-            wav = load_audio(path, model.sample_rate)
-            out = torch.from_numpy(baseline.run(wav, model.sample_rate).decoded)
-            diff = (magnitudes(out) - magnitudes(torch.from_numpy(wav))).double() ** 2
-            error += torch.stack([diff[:, m].sum() for m in masks])
-        row(baseline.name, energy, error)
     share = (energy / energy.sum()).tolist()
     print(f"{'energy share of the input':28s}" + "".join(f"{100 * v:10.1f}%" for v in share))
 
