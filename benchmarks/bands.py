@@ -2,7 +2,7 @@
 
 Usage: `python benchmarks/bands.py --data DIR [--split valid] [--limit 60]
 [--model speech16k [--model runs/x/export ...]] [--bitrate 6] [--baseline opus:6,12]
-[--threads 2]`
+[--oracle 1000-4000 ...] [--threads 2]`
 
 For every file of the split: the model's output at `--bitrate`, and the decoder's output
 from the unquantised latents (what the autoencoder does without its codebooks). Both are
@@ -16,6 +16,12 @@ its fine structure (the harmonics of voiced speech) is not reproduced, whatever 
 envelope, which a mel loss measures, looks like. `--baseline` adds classical codecs
 (the specs of `codec eval`) measured the same way. Also printed: each band's share of
 the input's energy. Without `--data`, the bundled clips in `codec/data` are used.
+
+`--oracle LO-HI` (repeatable) says what a band is worth to the metrics: it gives each
+system's mean PESQ-WB and STOI as it is, and with the magnitudes of that band (in Hz)
+taken from the input while the system's own phase is kept (512-point Hann window, hop
+128, resynthesised by overlap-add). A band whose oracle lifts PESQ-WB most is where
+better modelling pays most.
 """
 
 from __future__ import annotations
@@ -32,11 +38,13 @@ from entropy import files  # benchmarks/, the folder of this script, is on sys.p
 from codec import pretrained
 from codec.audio import load_audio
 from codec.eval.baselines import parse_baselines
+from codec.eval.metrics import pesq_wb, stoi
 from codec.train.losses import float32_stft
 
 EDGES = (0, 250, 500, 1000, 2000, 4000, 6000, 8000)
 N_FFT, HOP = 512, 256
 WINDOW = torch.hann_window(N_FFT)
+ORACLE_HOP = 128  # 75% overlap: the Hann window sums to a constant, for resynthesis
 
 
 def magnitudes(wav: torch.Tensor) -> torch.Tensor:
@@ -51,6 +59,37 @@ def band_sums(power: torch.Tensor, sample_rate: int) -> torch.Tensor:
     return torch.stack([power[:, (freqs >= lo) & (freqs < hi)].double().sum() for lo, hi in bands])
 
 
+def parse_band(spec: str) -> tuple[float, float]:
+    """ "1000-4000" -> (1000.0, 4000.0), for `--oracle`."""
+    try:
+        lo, hi = (float(v) for v in spec.split("-"))
+    except ValueError:
+        msg = f"a band is LO-HI in Hz, e.g. 1000-4000: {spec!r}"
+        raise argparse.ArgumentTypeError(msg) from None
+    if not 0 <= lo < hi:
+        raise argparse.ArgumentTypeError(f"a band needs 0 <= LO < HI: {spec!r}")
+    return lo, hi
+
+
+def with_input_magnitudes(
+    out: torch.Tensor, ref: torch.Tensor, band: tuple[float, float], sample_rate: int
+) -> torch.Tensor:
+    """`out` `[T]` with the STFT magnitudes of `band` (Hz) replaced by those of `ref`
+    `[T]`, its own phase kept. Outside the band it comes back unchanged (up to the
+    STFT's round trip, about 1e-7)."""
+    window = WINDOW.double()
+
+    def stft(x: torch.Tensor) -> torch.Tensor:
+        return torch.stft(x.double(), N_FFT, ORACLE_HOP, window=window, return_complex=True)
+
+    spec_out, spec_ref = stft(out), stft(ref)
+    freqs = torch.fft.rfftfreq(N_FFT, 1 / sample_rate, dtype=torch.float64)
+    inside = ((freqs >= band[0]) & (freqs < band[1]))[:, None]
+    swapped = torch.polar(spec_ref.abs(), spec_out.angle())
+    mixed = torch.where(inside, swapped, spec_out)
+    return torch.istft(mixed, N_FFT, ORACLE_HOP, window=window, length=len(out)).float()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -61,6 +100,14 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=60, help="at most this many files (0: all)")
     ap.add_argument("--bitrate", type=float, default=6.0)
     ap.add_argument("--baseline", action="append", default=[], help="e.g. opus:6,12")
+    ap.add_argument(
+        "--oracle",
+        action="append",
+        type=parse_band,
+        default=[],
+        metavar="LO-HI",
+        help="also PESQ-WB and STOI with this band's magnitudes from the input (repeatable)",
+    )
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -90,14 +137,25 @@ def main() -> None:
 
     energy = torch.zeros(len(EDGES) - 1, dtype=torch.float64)
     errors: dict[str, torch.Tensor] = {}
+    # scores[label][column]: per-file (PESQ-WB, STOI), column "as is" or an oracle band
+    scores: dict[str, dict[str, list[tuple[float, float]]]] = {}
+    columns = ["as is", *(f"{lo:g}-{hi:g}" for lo, hi in args.oracle)]
     with torch.inference_mode():
         for path in paths:
             wav = load_audio(path, rate)
-            ref = magnitudes(torch.from_numpy(wav))
+            x = torch.from_numpy(wav)
+            ref = magnitudes(x)
             energy += band_sums(ref**2, rate)
             for label, out in outputs(wav):
                 error = band_sums((magnitudes(out) - ref) ** 2, rate)
                 errors[label] = errors.get(label, 0) + error
+                if not args.oracle or label.endswith("unquantised"):
+                    continue
+                variants = [out, *(with_input_magnitudes(out, x, b, rate) for b in args.oracle)]
+                row = scores.setdefault(label, {c: [] for c in columns})
+                for column, y in zip(columns, variants, strict=True):
+                    y = y.numpy()
+                    row[column].append((pesq_wb(wav, y, rate), stoi(wav, y, rate)))
     names = [f"{lo}-{hi}" for lo, hi in zip(EDGES, EDGES[1:], strict=False)]
     print(f"{'':28s}" + "".join(f"{n:>11s}" for n in names))
     for label, error in errors.items():
@@ -105,6 +163,12 @@ def main() -> None:
         print(f"{label:28s}" + "".join(f"{v:11.1f}" for v in snr.tolist()))
     share = (energy / energy.sum()).tolist()
     print(f"{'energy share of the input':28s}" + "".join(f"{100 * v:10.1f}%" for v in share))
+    if scores:
+        print("\nPESQ-WB / STOI, as is and with each band's magnitudes from the input (Hz)")
+        print(f"{'':28s}" + "".join(f"{c:>15s}" for c in columns))
+        for label, row in scores.items():
+            means = [np.nanmean(np.array(row[c]), axis=0) for c in columns]
+            print(f"{label:28s}" + "".join(f"{p:9.2f} {s:.3f}" for p, s in means))
 
 
 if __name__ == "__main__":
