@@ -11,11 +11,13 @@ errors are pooled per frequency band over all files:
 
     SNR(band) = 10 log10( sum |X|^2 / sum (|Y| - |X|)^2 )
 
-A band whose SNR is near 0 dB has its magnitudes wrong by as much as they are large:
-its fine structure (the harmonics of voiced speech) is not reproduced, whatever its
-envelope, which a mel loss measures, looks like. `--baseline` adds classical codecs
-(the specs of `codec eval`) measured the same way. Also printed: each band's share of
-the input's energy. Without `--data`, the bundled clips in `codec/data` are used.
+A band whose SNR is near 0 dB has its magnitudes wrong by as much as they are large.
+The second table, each band's level, `10 log10( sum |Y|^2 / sum |X|^2 )`, tells the two
+ways that happens apart: a band near 0 dB there has the input's energy but not its fine
+structure (the harmonics of voiced speech smeared into noise); a band far below 0 dB is
+missing (a muffled codec). `--baseline` adds classical codecs (the specs of `codec eval`)
+measured the same way. Also printed: each band's share of the input's energy. Without
+`--data`, the bundled clips in `codec/data` are used.
 
 `--oracle LO-HI` (repeatable) says what a band is worth to the metrics: it gives each
 system's mean PESQ-WB and STOI as it is, and with the magnitudes of that band (in Hz)
@@ -137,6 +139,7 @@ def main() -> None:
 
     energy = torch.zeros(len(EDGES) - 1, dtype=torch.float64)
     errors: dict[str, torch.Tensor] = {}
+    levels: dict[str, torch.Tensor] = {}
     # scores[label][column]: per-file (PESQ-WB, STOI), column "as is" or an oracle band
     scores: dict[str, dict[str, list[tuple[float, float]]]] = {}
     columns = ["as is", *(f"{lo:g}-{hi:g}" for lo, hi in args.oracle)]
@@ -147,8 +150,9 @@ def main() -> None:
             ref = magnitudes(x)
             energy += band_sums(ref**2, rate)
             for label, out in outputs(wav):
-                error = band_sums((magnitudes(out) - ref) ** 2, rate)
-                errors[label] = errors.get(label, 0) + error
+                mag = magnitudes(out)
+                errors[label] = errors.get(label, 0) + band_sums((mag - ref) ** 2, rate)
+                levels[label] = levels.get(label, 0) + band_sums(mag**2, rate)
                 if not args.oracle or label.endswith("unquantised"):
                     continue
                 variants = [out, *(with_input_magnitudes(out, x, b, rate) for b in args.oracle)]
@@ -163,6 +167,10 @@ def main() -> None:
         print(f"{label:28s}" + "".join(f"{v:11.1f}" for v in snr.tolist()))
     share = (energy / energy.sum()).tolist()
     print(f"{'energy share of the input':28s}" + "".join(f"{100 * v:10.1f}%" for v in share))
+    print("\nlevel of the output against the input (dB)")
+    for label, level in levels.items():
+        db = 10 * torch.log10(level / energy)
+        print(f"{label:28s}" + "".join(f"{v:11.1f}" for v in db.tolist()))
     if scores:
         print("\nPESQ-WB / STOI, as is and with each band's magnitudes from the input (Hz)")
         print(f"{'':28s}" + "".join(f"{c:>15s}" for c in columns))
