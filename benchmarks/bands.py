@@ -73,23 +73,28 @@ def parse_band(spec: str) -> tuple[float, float]:
     return lo, hi
 
 
-def with_input_magnitudes(
-    out: torch.Tensor, ref: torch.Tensor, band: tuple[float, float], sample_rate: int
-) -> torch.Tensor:
-    """`out` `[T]` with the STFT magnitudes of `band` (Hz) replaced by those of `ref`
-    `[T]`, its own phase kept. Outside the band it comes back unchanged (up to the
-    STFT's round trip, about 1e-7)."""
+def oracle_stft(wav: torch.Tensor) -> torch.Tensor:
+    """`[T] -> [N_FFT // 2 + 1, frames]` complex, the resynthesisable STFT of `--oracle`."""
     window = WINDOW.double()
+    return torch.stft(wav.double(), N_FFT, ORACLE_HOP, window=window, return_complex=True)
 
-    def stft(x: torch.Tensor) -> torch.Tensor:
-        return torch.stft(x.double(), N_FFT, ORACLE_HOP, window=window, return_complex=True)
 
-    spec_out, spec_ref = stft(out), stft(ref)
+def with_input_magnitudes(
+    spec_out: torch.Tensor,
+    spec_ref: torch.Tensor,
+    band: tuple[float, float],
+    sample_rate: int,
+    length: int,
+) -> torch.Tensor:
+    """The output, `[length]`, whose `oracle_stft` is `spec_out`, with the magnitudes of
+    `band` (Hz) replaced by those of `spec_ref` (the input's), its own phase kept.
+    Outside the band it comes back unchanged (up to the STFT's round trip, about 1e-7)."""
     freqs = torch.fft.rfftfreq(N_FFT, 1 / sample_rate, dtype=torch.float64)
     inside = ((freqs >= band[0]) & (freqs < band[1]))[:, None]
     swapped = torch.polar(spec_ref.abs(), spec_out.angle())
     mixed = torch.where(inside, swapped, spec_out)
-    return torch.istft(mixed, N_FFT, ORACLE_HOP, window=window, length=len(out)).float()
+    window = WINDOW.double()
+    return torch.istft(mixed, N_FFT, ORACLE_HOP, window=window, length=length).float()
 
 
 def main() -> None:
@@ -148,6 +153,7 @@ def main() -> None:
             wav = load_audio(path, rate)
             x = torch.from_numpy(wav)
             ref = magnitudes(x)
+            spec_ref = oracle_stft(x) if args.oracle else None
             energy += band_sums(ref**2, rate)
             for label, out in outputs(wav):
                 mag = magnitudes(out)
@@ -155,7 +161,14 @@ def main() -> None:
                 levels[label] = levels.get(label, 0) + band_sums(mag**2, rate)
                 if not args.oracle or label.endswith("unquantised"):
                     continue
-                variants = [out, *(with_input_magnitudes(out, x, b, rate) for b in args.oracle)]
+                spec_out = oracle_stft(out)
+                variants = [
+                    out,
+                    *(
+                        with_input_magnitudes(spec_out, spec_ref, band, rate, len(out))
+                        for band in args.oracle
+                    ),
+                ]
                 row = scores.setdefault(label, {c: [] for c in columns})
                 for column, y in zip(columns, variants, strict=True):
                     y = y.numpy()
