@@ -19,6 +19,13 @@ missing (a muffled codec). `--baseline` adds classical codecs (the specs of `cod
 measured the same way. Also printed: each band's share of the input's energy. Without
 `--data`, the bundled clips in `codec/data` are used.
 
+The level is weighted by energy, so the loudest bins (harmonic peaks of loud vowels)
+decide it. The third table weighs every time-frequency bin alike, as a log-spectral loss
+does: per band, the mean of `20 log10(|Y| / |X|)` over the bins where the input is within
+`FLOOR_DB` of the file's loudest bin (both magnitudes floored there), and its mean
+absolute value. A codec with a small log bias but a low level keeps the average
+magnitude and flattens the peaks; the mean absolute difference is what is left to learn.
+
 `--oracle LO-HI` (repeatable) says what a band is worth to the metrics: it gives each
 system's mean PESQ-WB and STOI as it is, and with the magnitudes of that band (in Hz)
 taken from the input while the system's own phase is kept (512-point Hann window, hop
@@ -46,6 +53,7 @@ from codec.train.losses import float32_stft
 EDGES = (0, 250, 500, 1000, 2000, 4000, 6000, 8000)
 N_FFT, HOP = 512, 256
 WINDOW = torch.hann_window(N_FFT)
+FLOOR_DB = 60.0  # the log table's floor, below the file's loudest bin
 ORACLE_HOP = 128  # 75% overlap: the Hann window sums to a constant, for resynthesis
 
 
@@ -59,6 +67,14 @@ def band_sums(power: torch.Tensor, sample_rate: int) -> torch.Tensor:
     freqs = torch.fft.rfftfreq(N_FFT, 1 / sample_rate)
     bands = zip(EDGES, EDGES[1:], strict=False)
     return torch.stack([power[:, (freqs >= lo) & (freqs < hi)].double().sum() for lo, hi in bands])
+
+
+def log_differences(mag: torch.Tensor, ref: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`20 log10(|Y| / |X|)` per bin, `[frames, bins]`, and the mask of the bins where the
+    input `ref` is within `FLOOR_DB` of its loudest bin (both floored there)."""
+    floor = ref.max().clamp_min(1e-12) * 10 ** (-FLOOR_DB / 20)
+    diff = 20 * (mag.clamp_min(floor).log10() - ref.clamp_min(floor).log10())
+    return diff, (ref >= floor).to(diff.dtype)
 
 
 def parse_band(spec: str) -> tuple[float, float]:
@@ -145,6 +161,8 @@ def main() -> None:
     energy = torch.zeros(len(EDGES) - 1, dtype=torch.float64)
     errors: dict[str, torch.Tensor] = {}
     levels: dict[str, torch.Tensor] = {}
+    # logs[label]: per band, the sums of the log difference, of its size, and the bin count
+    logs: dict[str, torch.Tensor] = {}
     # scores[label][column]: per-file (PESQ-WB, STOI), column "as is" or an oracle band
     scores: dict[str, dict[str, list[tuple[float, float]]]] = {}
     columns = ["as is", *(f"{lo:g}-{hi:g}" for lo, hi in args.oracle)]
@@ -159,6 +177,9 @@ def main() -> None:
                 mag = magnitudes(out)
                 errors[label] = errors.get(label, 0) + band_sums((mag - ref) ** 2, rate)
                 levels[label] = levels.get(label, 0) + band_sums(mag**2, rate)
+                diff, mask = log_differences(mag, ref)
+                sums = [band_sums(v, rate) for v in (diff * mask, diff.abs() * mask, mask)]
+                logs[label] = logs.get(label, 0) + torch.stack(sums)
                 if not args.oracle or label.endswith("unquantised"):
                     continue
                 spec_out = oracle_stft(out)
@@ -184,6 +205,11 @@ def main() -> None:
     for label, level in levels.items():
         db = 10 * torch.log10(level / energy)
         print(f"{label:28s}" + "".join(f"{v:11.1f}" for v in db.tolist()))
+    print(f"\nlog level / mean absolute log difference (dB), bins above peak - {FLOOR_DB:g} dB")
+    print(f"{'':28s}" + "".join(f"{n:>13s}" for n in names))
+    for label, (bias, size, count) in logs.items():
+        cells = [f"{b:.1f} / {a:.1f}" for b, a in zip(bias / count, size / count, strict=True)]
+        print(f"{label:28s}" + "".join(f"{c:>13s}" for c in cells))
     if scores:
         print("\nPESQ-WB / STOI, as is and with each band's magnitudes from the input (Hz)")
         print(f"{'':28s}" + "".join(f"{c:>15s}" for c in columns))
