@@ -50,8 +50,8 @@ def built(config: CodecConfig, wav) -> CodecModel:
     return fold_weight_norm(model.eval())
 
 
-def multiply_adds(module: nn.Module, x: torch.Tensor) -> int:
-    """Multiply-adds of the convolutions in `module(x)`."""
+def multiply_adds(module: nn.Module, x: torch.Tensor) -> tuple[int, torch.Tensor]:
+    """Multiply-adds of the convolutions in `module(x)`, and `module(x)`."""
     total = 0
 
     def count(m: nn.Module, inputs: tuple[torch.Tensor], out: torch.Tensor) -> None:
@@ -63,11 +63,11 @@ def multiply_adds(module: nn.Module, x: torch.Tensor) -> int:
 
     hooks = [m.register_forward_hook(count) for m in module.modules()]
     try:
-        module(x)
+        out = module(x)
     finally:
         for hook in hooks:
             hook.remove()
-    return total
+    return total, out
 
 
 def main() -> None:
@@ -97,17 +97,15 @@ def main() -> None:
                 speeds[name] = (max(enc, args.seconds / t_enc), max(dec, args.seconds / t_dec))
         base_enc, base_dec = speeds["as shipped"]
         width = max(len(name) for name in models)
+        second = torch.zeros(1, 1, config.sample_rate)
         for name, model in models.items():
             params = sum(p.numel() for p in CodecModel(configs[name]).parameters()) / 1e6
-            second = torch.zeros(1, 1, config.sample_rate)
-            macs = (
-                multiply_adds(model.encoder, second),
-                multiply_adds(model.decoder, model.encoder(second)),
-            )
+            macs_enc, latents = multiply_adds(model.encoder, second)
+            macs_dec, _ = multiply_adds(model.decoder, latents)
             enc, dec = speeds[name]
             print(
-                f"{name:{width}s}  {params:5.2f} M params  MMAC/s encode {macs[0] / 1e6:5.0f} "
-                f"decode {macs[1] / 1e6:5.0f}  encode {enc:6.1f}x  decode {dec:6.1f}x real "
+                f"{name:{width}s}  {params:5.2f} M params  MMAC/s encode {macs_enc / 1e6:5.0f} "
+                f"decode {macs_dec / 1e6:5.0f}  encode {enc:6.1f}x  decode {dec:6.1f}x real "
                 f"time  ({enc / base_enc:.2f} / {dec / base_dec:.2f} of the shipped)"
             )
 

@@ -55,6 +55,7 @@ N_FFT, HOP = 512, 256
 WINDOW = torch.hann_window(N_FFT)
 FLOOR_DB = 60.0  # the log table's floor, below the file's loudest bin
 ORACLE_HOP = 128  # 75% overlap: the Hann window sums to a constant, for resynthesis
+ORACLE_WINDOW = WINDOW.double()
 
 
 def magnitudes(wav: torch.Tensor) -> torch.Tensor:
@@ -91,8 +92,7 @@ def parse_band(spec: str) -> tuple[float, float]:
 
 def oracle_stft(wav: torch.Tensor) -> torch.Tensor:
     """`[T] -> [N_FFT // 2 + 1, frames]` complex, the resynthesisable STFT of `--oracle`."""
-    window = WINDOW.double()
-    return torch.stft(wav.double(), N_FFT, ORACLE_HOP, window=window, return_complex=True)
+    return torch.stft(wav.double(), N_FFT, ORACLE_HOP, window=ORACLE_WINDOW, return_complex=True)
 
 
 def with_input_magnitudes(
@@ -109,8 +109,7 @@ def with_input_magnitudes(
     inside = ((freqs >= band[0]) & (freqs < band[1]))[:, None]
     swapped = torch.polar(spec_ref.abs(), spec_out.angle())
     mixed = torch.where(inside, swapped, spec_out)
-    window = WINDOW.double()
-    return torch.istft(mixed, N_FFT, ORACLE_HOP, window=window, length=length).float()
+    return torch.istft(mixed, N_FFT, ORACLE_HOP, window=ORACLE_WINDOW, length=length).float()
 
 
 def main() -> None:
