@@ -190,6 +190,8 @@ class LossConfig:
     (EnCodec's balancer); otherwise they multiply the losses. `commitment` always
     multiplies the commitment loss. `adversarial` or `feature` > 0 trains a
     `discriminator` ("msstft", "mpd" or "msstft+mpd"), from step `adversarial_start`.
+    `waveform_cutoff` > 0 (Hz) low-passes the waveform L1's error, so that term
+    anchors only the bands below it; 0 compares the full band.
     For the first `critic_warmup` of those steps the critic trains alone and the codec
     does not yet see it: with the balancer on, a critic that starts from scratch is
     otherwise fooled from its first step and stays at chance (docs/model-zoo.md).
@@ -198,6 +200,7 @@ class LossConfig:
     mel: float = 1.0
     stft: float = 0.0
     waveform: float = 0.1
+    waveform_cutoff: float = 0.0
     commitment: float = 1.0
     adversarial: float = 0.0
     feature: float = 0.0
@@ -297,6 +300,14 @@ class Recipe:
     device: str = "auto"
     compile: bool = False
     init_from: str = ""
+
+    def __post_init__(self) -> None:
+        nyquist = self.model.sample_rate / 2
+        if not 0 <= self.losses.waveform_cutoff < nyquist:
+            raise ConfigError(
+                f"losses.waveform_cutoff must be 0 (the full band) or below {nyquist:g} Hz "
+                f"(half the sample rate), got {self.losses.waveform_cutoff:g}"
+            )
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:

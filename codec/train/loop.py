@@ -189,7 +189,7 @@ class Trainer:
         loss_modules: dict[str, nn.Module] = {
             "mel": MultiScaleMelLoss(sr),
             "stft": MultiResolutionSTFTLoss(),
-            "waveform": WaveformL1(),
+            "waveform": WaveformL1(r.losses.waveform_cutoff, sr),
         }
         self.losses = {k: m.to(self.device) for k, m in loss_modules.items()}
         self.adversarial = AdversarialLoss(r.losses.adversarial_kind)

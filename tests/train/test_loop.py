@@ -23,6 +23,7 @@ from codec.errors import CodecError
 from codec.train import distributed
 from codec.train.checkpoint import load_checkpoint
 from codec.train.data import loader
+from codec.train.export import model_card
 from codec.train.logger import TrainLogger
 from codec.train.loop import Trainer, cosine_with_warmup, train
 from tests.conftest import tone
@@ -300,6 +301,34 @@ def test_bad_data_is_a_one_line_error(override, message, tmp_path):
     )
     assert result.exit_code == 1
     assert message in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("cutoff", ["-1", "8000"])
+def test_a_waveform_cutoff_outside_the_band_is_a_one_line_error(cutoff, tmp_path):
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            str(FOLDER_RECIPE),
+            *TINY,
+            f"losses.waveform_cutoff={cutoff}",
+            "--out",
+            str(tmp_path / "r"),
+        ],
+    )
+    assert result.exit_code == 1
+    assert "losses.waveform_cutoff" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_low_passed_waveform_term_trains_and_is_named_on_the_card(audio_folder, tmp_path):
+    recipe = tiny_recipe(
+        audio_folder, "schedule.steps=2", "losses.adversarial=0", "losses.waveform_cutoff=1500"
+    )
+    result = train(recipe, tmp_path / "run")
+    assert result.step == 2
+    card = model_card("mine", recipe, load_checkpoint(tmp_path / "run" / "checkpoint.pt"))
+    assert "waveform below 1500 Hz" in card
 
 
 def test_unknown_recipe_key_is_named(tmp_path):

@@ -16,6 +16,7 @@ from codec.train.losses import (
     MultiResolutionSTFTLoss,
     MultiScaleMelLoss,
     WaveformL1,
+    lowpass_taps,
     waveform_l1,
 )
 
@@ -90,6 +91,50 @@ def test_waveform_l1_is_the_mean_absolute_difference():
 def test_waveform_l1_module_matches_the_function():
     estimate, target = tone() + 0.1 * white(), tone()
     assert WaveformL1()(estimate, target) == waveform_l1(estimate, target)
+
+
+def sine(hz: float, length: int = 8000, amplitude: float = 0.5) -> torch.Tensor:
+    return amplitude * torch.sin(2 * math.pi * hz * torch.arange(length) / SR)[None, None]
+
+
+def test_low_passed_waveform_l1_sees_errors_below_the_cutoff_only():
+    loss = WaveformL1(cutoff_hz=1000, sample_rate=SR)
+    target = tone(8000)
+    # a 200 Hz error counts in full (the mean |sin| is 2/pi), a 3.1 kHz one not at all
+    assert loss(target + sine(200), target) == pytest.approx(0.5 * 2 / math.pi, rel=0.03)
+    assert loss(target + sine(3100), target) < 0.002
+    assert waveform_l1(target + sine(3100), target) == pytest.approx(0.5 * 2 / math.pi, rel=0.01)
+
+
+def test_low_passed_waveform_l1_is_the_l1_of_the_error_convolved_with_the_low_pass():
+    estimate, target = tone() + 0.3 * white(), tone()
+    taps = lowpass_taps(1000, SR).view(1, 1, -1)
+    low = torch.nn.functional.conv1d(estimate - target, taps, padding=taps.shape[-1] // 2)
+    expected = low.abs().mean().item()
+    assert WaveformL1(1000, SR)(estimate, target) == pytest.approx(expected, rel=1e-4)
+
+
+def test_low_passed_waveform_l1_is_zero_for_identical_audio_and_trains_the_estimate():
+    loss = WaveformL1(cutoff_hz=1500, sample_rate=SR)
+    target = tone()
+    assert loss(target, target) == 0
+    estimate = (target + 0.1 * white()).requires_grad_()
+    loss(estimate, target).backward()
+    assert torch.isfinite(estimate.grad).all() and estimate.grad.abs().sum() > 0
+
+
+def test_low_passed_waveform_l1_is_float32_under_bf16_autocast():
+    loss = WaveformL1(cutoff_hz=1000, sample_rate=SR)
+    estimate, target = tone() + 0.1 * white(), tone()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        value = loss(estimate.bfloat16(), target.bfloat16())
+    assert value.dtype == torch.float32 and torch.isfinite(value)
+
+
+@pytest.mark.parametrize("cutoff", [-100.0, 8000.0, 12000.0])
+def test_waveform_cutoff_outside_the_band_is_a_config_error(cutoff):
+    with pytest.raises(ConfigError, match="waveform_cutoff"):
+        WaveformL1(cutoff_hz=cutoff, sample_rate=SR)
 
 
 def test_mel_loss_is_float32_under_bf16_autocast(mel_loss):
