@@ -190,11 +190,11 @@ class LossConfig:
     (EnCodec's balancer); otherwise they multiply the losses. `commitment` always
     multiplies the commitment loss. `adversarial` or `feature` > 0 trains a
     `discriminator` ("msstft", "mpd" or "msstft+mpd"), from step `adversarial_start`.
-    `waveform_cutoff` > 0 (Hz) low-passes the waveform L1's error, so that term
-    anchors only the bands below it; 0 compares the full band.
     For the first `critic_warmup` of those steps the critic trains alone and the codec
     does not yet see it: with the balancer on, a critic that starts from scratch is
     otherwise fooled from its first step and stays at chance (docs/model-zoo.md).
+    `waveform_cutoff` > 0 (Hz) low-passes the waveform L1's error, so that term
+    anchors only the bands below it; 0 compares the full band.
     """
 
     mel: float = 1.0
