@@ -176,12 +176,11 @@ class WaveformL1(nn.Module):
 
     def __init__(self, cutoff_hz: float = 0.0, sample_rate: int = 16000) -> None:
         super().__init__()
-        self.cutoff_hz = cutoff_hz
-        taps = lowpass_taps(cutoff_hz, sample_rate) if cutoff_hz != 0 else torch.ones(1)
-        self.register_buffer("taps", taps.view(1, 1, -1), persistent=False)
+        taps = lowpass_taps(cutoff_hz, sample_rate) if cutoff_hz != 0 else None
+        self.register_buffer("taps", taps, persistent=False)
 
     def forward(self, estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if self.cutoff_hz == 0:
+        if self.taps is None:
             return waveform_l1(estimate, target)
         error = _flatten(estimate).float() - _flatten(target).float()
         # The "same" linear convolution with the taps, through FFTs: as a conv1d, 255 taps
@@ -189,7 +188,7 @@ class WaveformL1(nn.Module):
         n_taps, length = self.taps.shape[-1], error.shape[-1]
         n = length + n_taps - 1
         with torch.autocast(device_type=error.device.type, enabled=False):
-            spectrum = torch.fft.rfft(error, n) * torch.fft.rfft(self.taps.float().view(-1), n)
+            spectrum = torch.fft.rfft(error, n) * torch.fft.rfft(self.taps, n)
             low = torch.fft.irfft(spectrum, n)[:, n_taps // 2 : n_taps // 2 + length]
         return low.abs().mean()
 
