@@ -4,8 +4,9 @@ Usage: `python benchmarks/bands.py --data DIR [--split valid] [--limit 60]
 [--model speech16k [--model runs/x/export ...]] [--bitrate 6] [--baseline opus:6,12]
 [--oracle 1000-4000 ...] [--threads 2]`
 
-For every file of the split: the model's output at `--bitrate`, and the decoder's output
-from the unquantised latents (what the autoencoder does without its codebooks). Both are
+For every file of the split: the model's output at `--bitrate` (and, for a model with a
+postfilter, that output postfiltered), and the decoder's output from the unquantised
+latents (what the autoencoder does without its codebooks). Both are
 compared with the input by STFT magnitudes (512-point Hann window, hop 256), and the
 errors are pooled per frequency band over all files:
 
@@ -153,6 +154,8 @@ def main() -> None:
             latents = model.encoder(padded[None, None])
             coded = model.decoder(model.quantizer.decode(model.quantizer.encode(latents, n_q)))
             yield f"{model.name} {args.bitrate:g} kbps", coded[0, 0, : len(x)]
+            if (pf := pretrained.load_postfilter(model)) is not None:
+                yield f"{model.name} + postfilter", pf(coded[0, :, : len(x)])[0]
             yield f"{model.name} unquantised", model.decoder(latents)[0, 0, : len(x)]
         for baseline in baselines:
             yield baseline.name, torch.from_numpy(baseline.run(wav, rate).decoded)

@@ -10,6 +10,8 @@ each best of `--repeats`, weight norm folded, inference mode:
 - whole: `model.encode`/`model.decode` on the whole signal at once;
 - compiled (with `--compile`): the streaming path with torch.compile'd encoder and
   decoder, warm-up (compilation) excluded.
+A model with a postfilter (`codec postfilter train`) adds a streaming row with the
+postfilter's time on the decoded audio added to decoding, as `codec decode` runs it.
 Opus: `opusenc --bitrate 6` and `opusdec` as whole processes on the same audio as WAV.
 EnCodec (the neural peer), when the `encodec` package imports: its 24 kHz model with
 random weights at 6 kbps on the same speech resampled to 24 kHz, whole signal. The
@@ -36,7 +38,7 @@ import torch
 
 from codec import pretrained
 from codec.audio import load_audio, save_audio
-from codec.streaming import CHUNK_FRAMES, StreamingDecoder, StreamingEncoder
+from codec.streaming import CHUNK_FRAMES, StreamingDecoder, StreamingEncoder, StreamingPostFilter
 
 DATA = Path(__file__).resolve().parent.parent / "codec" / "data"
 
@@ -77,6 +79,25 @@ def opus_times(wav: np.ndarray, sample_rate: int, repeats: int) -> tuple[float, 
             ),
         )
     return t_enc, t_dec
+
+
+def postfilter_time(model, wav, chunk_frames, repeats) -> float | None:
+    """Seconds the model's postfilter (if it has one) takes over decoded audio in
+    streaming, in blocks of `chunk_frames` frames as `codec decode` feeds it."""
+    pf = pretrained.load_postfilter(model)
+    if pf is None:
+        return None
+    block = chunk_frames * model.hop_length
+    blocks = [torch.from_numpy(wav[i : i + block]) for i in range(0, len(wav), block)]
+
+    def run() -> None:
+        stream = StreamingPostFilter(pf)
+        for b in blocks:
+            stream.push(b)
+        stream.flush()
+
+    run()  # first-call set-up
+    return best_of(repeats, run)
 
 
 def streaming_times(model, wav, chunk_frames, repeats, compiled=False) -> tuple[float, float]:
@@ -173,6 +194,9 @@ def main() -> None:
         report(f"whole signal, {threads} thread(s)", t_enc, t_dec)
         t_enc, t_dec = streaming_times(model, wav, args.chunk_frames, args.repeats)
         report(f"streaming ({args.chunk_frames} frames), {threads} thread(s)", t_enc, t_dec)
+        t_pf = postfilter_time(model, wav, args.chunk_frames, args.repeats)
+        if t_pf is not None:
+            report(f"streaming + postfilter, {threads} thread(s)", t_enc, t_dec + t_pf)
         if args.compile:
             t_enc, t_dec = streaming_times(model, wav, args.chunk_frames, args.repeats, True)
             report(f"compiled streaming, {threads} thread(s)", t_enc, t_dec)

@@ -210,6 +210,13 @@ def decode(
         int | None,
         typer.Option("--threads", help="CPU threads [default: one per core]; 1 on a busy machine."),
     ] = None,
+    postfilter: Annotated[
+        bool,
+        typer.Option(
+            "--postfilter/--no-postfilter",
+            help="Apply the model's postfilter, if it has one (codec postfilter train).",
+        ),
+    ] = True,
 ) -> None:
     """Decompress a `.codes` file into audio.
 
@@ -237,14 +244,15 @@ def decode(
             return found[header.model_id]
 
         if str(src) == "-" or str(dst) == "-":
-            _decode_pipe(src, dst, model_for, raw, compile_)
+            _decode_pipe(src, dst, model_for, raw, compile_, postfilter)
             return
         if src.is_dir():
             files = sorted(p for p in src.rglob("*.codes") if p.is_file())
             _run_tree(
                 src, dst, files, ".wav",
                 lambda a, b: decode_file(
-                    model_for(bitstream.read_header(a)), a, b, compile=compile_
+                    model_for(bitstream.read_header(a)), a, b, compile=compile_,
+                    postfilter=postfilter,
                 ),
             )  # fmt: skip
             return
@@ -252,7 +260,7 @@ def decode(
         m = model_for(header)
         start = time.perf_counter()
         with progress_bar(header.duration, src.name) as progress:
-            decode_file(m, src, dst, progress, compile=compile_)
+            decode_file(m, src, dst, progress, compile=compile_, postfilter=postfilter)
         elapsed = time.perf_counter() - start
         out.print(
             f"{src} -> {dst}: {header.duration:.2f} s, {header.duration / elapsed:.0f}x real time",
@@ -267,6 +275,7 @@ def _decode_pipe(
     model_for: Callable[[bitstream.CodesHeader], CodecModel],
     raw: bool,
     compile_: bool,
+    postfilter: bool,
 ) -> None:
     """Decode from stdin and/or to stdout, streaming the audio out as it is made."""
     from codec.audio import AudioWriter
@@ -281,7 +290,7 @@ def _decode_pipe(
     m = model_for(f.header)
     check_model(f.header, pretrained.id_of(m))
     start = time.perf_counter()
-    blocks = decode_stream(m, f, compile=compile_)
+    blocks = decode_stream(m, f, compile=compile_, postfilter=postfilter)
     if str(dst) == "-":
         sink = sys.stdout.buffer
         if not raw:
@@ -358,6 +367,7 @@ def models() -> None:
 def _register_subcommands() -> None:
     from codec.commands.evaluate import eval_command
     from codec.commands.mushra import mushra_app
+    from codec.commands.postfilter import postfilter_app
     from codec.commands.prior import prior_app, sample_command
     from codec.commands.prosody import prosody_app
     from codec.commands.train import export_command, manifest_command, train_command
@@ -369,6 +379,7 @@ def _register_subcommands() -> None:
     app.add_typer(mushra_app, name="mushra")
     app.add_typer(prosody_app, name="prosody")
     app.add_typer(prior_app, name="prior")
+    app.add_typer(postfilter_app, name="postfilter")
     app.command("sample")(sample_command)
 
 

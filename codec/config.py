@@ -560,3 +560,29 @@ class PriorRecipe:
 def load_prior_recipe(path: str | Path, overrides: list[str] | None = None) -> PriorRecipe:
     """Read a YAML prior recipe; `overrides` are `section.key=value` strings."""
     return _load_yaml(PriorRecipe, path, overrides)
+
+
+@dataclass(frozen=True)
+class PostFilterConfig:
+    """Shape of a `PostFilter` (`codec.models.postfilter`); saved beside its weights."""
+
+    sample_rate: int = 16000
+    n_fft: int = 512  # 32 ms at 16 kHz: resolves the harmonics of a voice
+    hop_length: int = 128  # a quarter of the window: its squares then sum to a constant
+    channels: int = 256
+    dilations: tuple[int, ...] = (1, 2, 4, 8)
+    max_gain_db: float = 20.0
+    floor: float = 1e-3  # magnitude floor of the log features (silence is about 1e-4)
+
+    def __post_init__(self) -> None:
+        if self.n_fft != 4 * self.hop_length or self.hop_length < 1:
+            raise ConfigError("the postfilter's n_fft must be 4 * hop_length (75% overlap)")
+        if self.channels < 1 or min(self.dilations, default=0) < 1 or self.floor <= 0:
+            raise ConfigError("postfilter channels, dilations and floor must be positive")
+        if self.max_gain_db <= 0:
+            raise ConfigError("postfilter max_gain_db must be positive")
+
+    @property
+    def latency(self) -> int:
+        """Samples between an input sample's arrival and its filtered value's."""
+        return self.n_fft - self.hop_length

@@ -29,8 +29,9 @@ def run(audio: Path, model_name: str, out_dir: Path, console: Console) -> None:
     torch.set_num_threads(max(1, torch.get_num_threads()))
     ref = load_audio(audio, model.sample_rate)
     seconds = len(ref) / model.sample_rate
+    postfilter = "with its postfilter" if pretrained.load_postfilter(model) else "no postfilter"
     console.print(
-        f"model [bold]{model.name}[/bold] ({model.model_id.hex()[:8]}), "
+        f"model [bold]{model.name}[/bold] ({model.model_id.hex()[:8]}, {postfilter}), "
         f"clip {audio.name}: {seconds:.2f} s, outputs in {out_dir}/"
     )
     table = Table(

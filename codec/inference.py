@@ -32,8 +32,9 @@ from codec.bitstream.format import (
 )
 from codec.errors import CodecError
 from codec.models.codec import CodecModel
-from codec.pretrained import id_of
-from codec.streaming import CHUNK_FRAMES, StreamingDecoder, StreamingEncoder
+from codec.models.postfilter import PostFilter
+from codec.pretrained import id_of, load_postfilter
+from codec.streaming import CHUNK_FRAMES, StreamingDecoder, StreamingEncoder, StreamingPostFilter
 
 Progress = Callable[[float], None]  # called with seconds of audio done so far
 
@@ -65,19 +66,27 @@ def decode_chunks(
     chunk_frames: int = CHUNK_FRAMES,
     *,
     compile: bool = False,
+    postfilter: PostFilter | None = None,
 ) -> Iterator[torch.Tensor]:
     """Decode codes `[Q, F]` (or chunks `[Q, F_i]` of them, in order) group by group
     into audio blocks (`F * hop` samples in all).
 
-    Concatenated, the blocks equal `model.decode(codes)` up to float rounding.
+    Concatenated, the blocks equal `model.decode(codes)` up to float rounding, passed
+    through `postfilter` if one is given.
     """
     decoder = StreamingDecoder(model, chunk_frames, compile=compile)
+    post = StreamingPostFilter(postfilter) if postfilter is not None else None
     if isinstance(codes, torch.Tensor):
         whole = codes
         codes = (whole[:, s : s + chunk_frames] for s in range(0, whole.shape[-1], chunk_frames))
     for chunk in codes:
-        yield decoder.push(chunk)
-    yield decoder.flush()
+        block = decoder.push(chunk)
+        yield post.push(block) if post else block
+    block = decoder.flush()
+    if post:
+        yield post.push(block)
+        block = post.flush()
+    yield block
 
 
 def prior_for(model: CodecModel, header: CodesHeader | None = None):
@@ -197,11 +206,12 @@ def encode_file(
 
 
 def decode_stream(
-    model: CodecModel, f: bitstream.CodesFile, *, compile: bool = False
+    model: CodecModel, f: bitstream.CodesFile, *, compile: bool = False, postfilter: bool = True
 ) -> Iterator[np.ndarray]:
     """Audio blocks of a `.codes` file's contents, `original_length` samples in all.
 
-    An entropy-coded file is decoded with the model's prior, chunk by chunk.
+    An entropy-coded file is decoded with the model's prior, chunk by chunk. The
+    postfilter stored with the model, if any, is applied unless `postfilter=False`.
     """
     header = f.header
     if header.n_codebooks > model.config.n_codebooks or header.sample_rate != model.sample_rate:
@@ -215,7 +225,8 @@ def decode_stream(
     else:
         codes = torch.from_numpy(f.codes.astype(np.int64))
     remaining = header.original_length
-    for block in decode_chunks(model, codes, compile=compile):
+    pf = load_postfilter(model) if postfilter else None
+    for block in decode_chunks(model, codes, compile=compile, postfilter=pf):
         out = block[:remaining].numpy()
         remaining -= len(out)
         if len(out):
@@ -229,13 +240,15 @@ def decode_file(
     progress: Progress | None = None,
     *,
     compile: bool = False,
+    postfilter: bool = True,
 ) -> CodesHeader:
-    """Decompress the `.codes` file `src` into audio file `dst` (WAV or FLAC, atomic)."""
+    """Decompress the `.codes` file `src` into audio file `dst` (WAV or FLAC, atomic),
+    through the model's postfilter if it has one and `postfilter` is true."""
     f = bitstream.read(src, expected_model_id=id_of(model))
     done = 0
     with AudioWriter(dst, f.header.sample_rate) as writer:
         try:
-            for block in decode_stream(model, f, compile=compile):
+            for block in decode_stream(model, f, compile=compile, postfilter=postfilter):
                 writer.write(block)
                 done += len(block)
                 if progress:

@@ -1,8 +1,10 @@
 """Find, load, save and describe models on disk.
 
 A model directory holds `model.safetensors` (weights), `config.json` (a `CodecConfig`)
-and `README.md` (the model card). Shipped models live in the repository's `pretrained/`
-folder; `CODEC_MODELS_DIR` adds another place to look. A model's id is a hash of its
+and `README.md` (the model card), and may hold a postfilter for its decoded audio
+(`postfilter.safetensors`, `postfilter.json`) and a prior over its codes
+(`codec.prior.io`). Shipped models live in the repository's `pretrained/` folder;
+`CODEC_MODELS_DIR` adds another place to look. A model's id is a hash of its
 config and weights: `.codes` files carry it, so a file is only decoded by its own model.
 """
 
@@ -20,13 +22,15 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 from codec.atomic import write_bytes_atomic
-from codec.config import CodecConfig, from_dict, to_dict
+from codec.config import CodecConfig, PostFilterConfig, from_dict, to_dict
 from codec.errors import CodecError, ConfigError, ModelNotFoundError
 from codec.models.codec import CodecModel
+from codec.models.postfilter import PostFilter
 from codec.nn.conv import fold_weight_norm
 
 DEFAULT_MODEL = "speech16k"
 WEIGHTS, CONFIG, CARD = "model.safetensors", "config.json", "README.md"
+POSTFILTER_WEIGHTS, POSTFILTER_CONFIG = "postfilter.safetensors", "postfilter.json"
 # Training-only statistics not shipped: each equals codebook * cluster_size.
 _DERIVED = ".embed_sum"
 
@@ -182,3 +186,67 @@ def find_by_id(wanted: bytes) -> CodecModel:
             "pass --model with the model that encoded it"
         )
     return load(info.path)
+
+
+def save_postfilter(
+    postfilter: PostFilter,
+    directory: str | os.PathLike[str],
+    codec_model_id: bytes,
+    metrics: dict | None = None,
+) -> None:
+    """Write `postfilter.safetensors` (float16, in the training layout) and
+    `postfilter.json` (config, the codec's id, training figures)."""
+    directory = Path(directory)
+    state = {
+        k: v.detach().cpu().to(torch.float16).contiguous()
+        for k, v in postfilter.state_dict().items()
+    }
+    meta = {
+        "config": to_dict(postfilter.config),
+        "codec_model_id": codec_model_id.hex(),
+        "metrics": metrics or {},
+    }
+    write_bytes_atomic(directory / POSTFILTER_WEIGHTS, save_safetensors(state))
+    write_bytes_atomic(directory / POSTFILTER_CONFIG, (json.dumps(meta, indent=2) + "\n").encode())
+
+
+def load_postfilter(model: CodecModel) -> PostFilter | None:
+    """The postfilter stored beside a loaded model (eval mode), or None if it has none.
+
+    Loaded once per model. A postfilter trained for another codec is refused."""
+    if "_postfilter" in model.__dict__:
+        return model.__dict__["_postfilter"]
+    path = getattr(model, "path", None)
+    postfilter = None
+    if path is not None and (Path(path) / POSTFILTER_WEIGHTS).is_file():
+        postfilter = load_postfilter_files(path)
+        if postfilter.codec_model_id != id_of(model):
+            raise CodecError(
+                f"{path}: the postfilter was trained for another codec; retrain it "
+                "(codec postfilter train) or delete it"
+            )
+    model.__dict__["_postfilter"] = postfilter
+    return postfilter
+
+
+def load_postfilter_files(path: str | os.PathLike[str]) -> PostFilter:
+    """`postfilter.safetensors` and `postfilter.json` of a folder as a `PostFilter` in eval
+    mode, with `.codec_model_id` and `.metrics` set."""
+    path = Path(path)
+    try:
+        meta = json.loads((path / POSTFILTER_CONFIG).read_text())
+        config = from_dict(PostFilterConfig, meta["config"], str(path / POSTFILTER_CONFIG))
+        codec_id = bytes.fromhex(meta["codec_model_id"])
+        state = load_safetensors((path / POSTFILTER_WEIGHTS).read_bytes())
+    except (OSError, ValueError, KeyError, TypeError, SafetensorError) as e:
+        raise CodecError(f"{path}: cannot load postfilter ({e})") from None
+    postfilter = PostFilter(config)
+    try:
+        postfilter.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0]
+        raise CodecError(f"{path}: postfilter weights do not match its config ({first})") from None
+    fold_weight_norm(postfilter)
+    postfilter.codec_model_id = codec_id
+    postfilter.metrics = meta.get("metrics", {})
+    return postfilter.eval()

@@ -28,6 +28,7 @@ import torch
 
 from codec.errors import CodecError
 from codec.models.codec import CodecModel
+from codec.models.postfilter import PostFilter
 from codec.nn.conv import ConvTranspose1d, set_streaming
 
 CHUNK_FRAMES = 100  # 2 s at 50 Hz: activations stay in cache, calls stay few
@@ -157,3 +158,52 @@ class StreamingDecoder:
             z = self.model.quantizer.decode(codes[None, :, start : start + self.chunk_frames])
             out.append(self.decoder(z)[0, 0])
         return torch.cat(out)
+
+
+class StreamingPostFilter:
+    """Decoded audio in, postfiltered audio out (`codec.models.postfilter`), in pieces.
+
+    `push(samples)` returns every output sample whose STFT frames are all in, so the
+    output runs `config.latency` samples behind the input; `flush()` returns the rest.
+    Concatenated, the outputs are `postfilter(audio)`, as long as the input, up to float
+    rounding: each causal convolution keeps its history, as in the decoder.
+    """
+
+    def __init__(self, postfilter: PostFilter) -> None:
+        self.postfilter = set_streaming(copy.deepcopy(postfilter).eval())
+        config = postfilter.config
+        self.hop, self.lag = config.hop_length, config.latency
+        self._input = torch.zeros(self.lag)  # frames start `lag` samples before the audio
+        self._tail = torch.zeros(self.lag)  # the overlap-add not yet complete
+        self._skip = self.lag  # outputs that come before the audio's first sample
+        self.samples_in = self.samples_out = 0
+
+    @torch.inference_mode()
+    def push(self, samples: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Add mono samples `[N]`; returns the filtered samples they complete."""
+        x = torch.as_tensor(samples, dtype=torch.float32).reshape(-1)
+        self.samples_in += len(x)
+        return self._run(torch.cat([self._input, x]))
+
+    @torch.inference_mode()
+    def flush(self) -> torch.Tensor:
+        """The last samples, their frames completed with zeros. The stream ends here."""
+        pending = len(self._input) - self.lag
+        out = self._run(torch.cat([self._input, torch.zeros(self.lag + (-pending) % self.hop)]))
+        return out[: max(self.samples_in - (self.samples_out - len(out)), 0)]
+
+    def _run(self, buffer: torch.Tensor) -> torch.Tensor:
+        n_frames = (len(buffer) - self.lag) // self.hop
+        if n_frames < 1:
+            self._input = buffer
+            return torch.zeros(0)
+        pf = self.postfilter
+        spectra = pf.frames(buffer[None, : n_frames * self.hop + self.lag])
+        out = pf.synthesis(spectra * 10 ** pf.gains(spectra.abs()))[0]
+        out[: self.lag] += self._tail
+        self._input = buffer[n_frames * self.hop :]
+        done, self._tail = out[: n_frames * self.hop], out[n_frames * self.hop :].clone()
+        skip = min(self._skip, len(done))
+        self._skip -= skip
+        self.samples_out += len(done) - skip
+        return done[skip:]

@@ -79,6 +79,13 @@ def eval_command(
             "[default: 0, trust each codec's known delay].",
         ),
     ] = 0.0,
+    postfilter: Annotated[
+        bool,
+        typer.Option(
+            "--postfilter/--no-postfilter",
+            help="Decode through the model's postfilter, if it has one.",
+        ),
+    ] = True,
 ) -> None:
     """Score the model against classical codecs: PESQ, STOI, SI-SDR, mel distance, bitrate
     and speed per file and overall, written as CSV, JSON, plots and an HTML report.
@@ -100,7 +107,7 @@ def eval_command(
         with _progress(len(files)) as advance:
             result = runner.evaluate(
                 files, m, rates, baselines, root=src, durations=durations,
-                n_clips=clips, max_lag_ms=align_ms, progress=advance,
+                n_clips=clips, max_lag_ms=align_ms, progress=advance, postfilter=postfilter,
             )  # fmt: skip
         for reason in result.skipped:
             err.print(f"[yellow]skipped[/yellow] {escape(reason)}", highlight=False, soft_wrap=True)
@@ -110,6 +117,7 @@ def eval_command(
             "split": split or "all",
             "limit": limit,
             "align_ms": align_ms,
+            "postfilter": postfilter and pretrained.load_postfilter(m) is not None,
         }
         report.write_report(result, out_dir, meta)
         _print_summary(result.summaries)

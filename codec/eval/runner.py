@@ -159,14 +159,20 @@ def find_inputs(
 
 
 def build_systems(
-    model: CodecModel | None, bitrates: Sequence[float], baselines: Sequence[Baseline]
+    model: CodecModel | None,
+    bitrates: Sequence[float],
+    baselines: Sequence[Baseline],
+    postfilter: bool = True,
 ) -> list[System]:
-    """The model at each bitrate (lowest first), then the baselines in the order given."""
+    """The model at each bitrate (lowest first), decoded through its postfilter if it has
+    one and `postfilter` is true, then the baselines in the order given."""
     systems = []
     if model is not None:
         for kbps in sorted(set(bitrates)):
             model.n_codebooks_for(kbps)  # fail before any work on a bitrate it lacks
-            systems.append(System(f"codec:{kbps:g}", "codec", _model_coder(model, kbps)))
+            systems.append(
+                System(f"codec:{kbps:g}", "codec", _model_coder(model, kbps, postfilter))
+            )
     for b in baselines:
         systems.append(System(b.name, b.codec, _baseline_coder(b), b.missing_tool() or ""))
     return systems
@@ -183,12 +189,13 @@ def evaluate(
     n_clips: int = 3,
     max_lag_ms: float = 0.0,
     progress: Callable[[int], None] | None = None,
+    postfilter: bool = True,
 ) -> EvalResult:
     """Score the model at `bitrates` and the `baselines` on `files`, at the model's
     sample rate (16 kHz without a model); the options are those of `run_systems`."""
     return run_systems(
         files,
-        build_systems(model, bitrates, baselines),
+        build_systems(model, bitrates, baselines, postfilter),
         model.sample_rate if model is not None else 16000,
         root=root,
         durations=durations,
@@ -329,12 +336,12 @@ def _run_one(
     )
 
 
-def _model_coder(model: CodecModel, kbps: float) -> Coder:
+def _model_coder(model: CodecModel, kbps: float, postfilter: bool = True) -> Coder:
     def code(path: Path, wav: np.ndarray, sample_rate: int) -> Coded:
         with tempfile.TemporaryDirectory(prefix="codec-eval-") as tmp:
             codes, out = Path(tmp, "x.codes"), Path(tmp, "x.wav")
             h = encode_file(model, path, codes, kbps)
-            decode_file(model, codes, out)
+            decode_file(model, codes, out, postfilter=postfilter)
             decoded = load_audio(out, sample_rate)
             file_bytes = codes.stat().st_size
         payload = math.ceil(h.n_codebooks * h.n_frames * h.bits_per_code / 8)

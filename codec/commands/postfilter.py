@@ -1,0 +1,88 @@
+"""`codec postfilter train`: a learnt postfilter for a trained codec's decoded audio."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from codec import pretrained
+from codec.commands import out, user_errors
+
+postfilter_app = typer.Typer(
+    no_args_is_help=True,
+    help="A learnt postfilter on a codec's decoded audio; `codec decode` applies it.",
+)
+
+
+@postfilter_app.command("train")
+def train_command(
+    model: Annotated[str, typer.Argument(help="The codec: a model name or folder.")],
+    data: Annotated[
+        Path, typer.Argument(help="Audio: a corpus folder (its manifest's splits) or any folder.")
+    ],
+    out_dir: Annotated[
+        Path,
+        typer.Option("--out", "-o", help="Where postfilter.safetensors and .json are written."),
+    ],
+    steps: Annotated[int, typer.Option(help="Training steps.")] = 6000,
+    batch_size: Annotated[int, typer.Option(help="Crops of about 1 s per step.")] = 32,
+    bitrates: Annotated[
+        str, typer.Option(help="kbps the codec codes the audio at, comma-separated.")
+    ] = "1.5,3,6",
+    limit: Annotated[int, typer.Option(help="At most this many training files (0: all).")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the weights and the crops.")] = 0,
+    threads: Annotated[int | None, typer.Option(help="CPU threads [default: all].")] = None,
+) -> None:
+    """Train a postfilter on MODEL's own output for DATA's train split.
+
+    The codec stays as it is: its codes, and `.codes` files made with it, do not change.
+    Copy the two files into the model's folder to install the postfilter; a postfilter
+    made for another codec is refused when the model loads it.
+
+    Examples:
+
+        codec postfilter train speech16k /data/speech16k --out runs/pf
+
+        cp runs/pf/postfilter.* pretrained/speech16k/
+    """
+    with user_errors():
+        import torch
+
+        from codec.config import PostFilterConfig
+        from codec.errors import CodecError
+        from codec.train.manifest import list_files
+        from codec.train.postfilter import PostFilterTraining, code_corpus, train_postfilter
+
+        if threads:
+            torch.set_num_threads(threads)
+        try:
+            rates = tuple(float(b) for b in bitrates.split(","))
+        except ValueError:
+            raise CodecError(
+                f"--bitrates: expected numbers such as 1.5,3,6, got {bitrates!r}"
+            ) from None
+        training = PostFilterTraining(rates, steps, batch_size, seed=seed)
+        codec = pretrained.load(model)
+        for b in rates:
+            codec.n_codebooks_for(b)  # an unavailable bitrate fails before any work
+        if not data.is_dir():
+            raise CodecError(f"{data}: not a folder of audio")
+        has_manifest = (data / "manifest.tsv").is_file()
+        train_files = list_files(data, "train" if has_manifest else None)[: limit or None]
+        valid_files = list_files(data, "valid") if has_manifest else []
+        if not train_files:
+            raise CodecError(f"{data}: no training audio")
+        log = lambda s: out.print(s, highlight=False)  # noqa: E731
+        log(f"coding {len(train_files)} training files at {bitrates} kbps")
+        train = code_corpus(codec, train_files, rates, log)
+        valid = code_corpus(codec, valid_files, rates, log) if valid_files else None
+        config = PostFilterConfig(sample_rate=codec.sample_rate)
+        pf, metrics = train_postfilter(train, valid, config, training, log)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        pretrained.save_postfilter(pf, out_dir, pretrained.id_of(codec), metrics)
+        log(
+            f"{out_dir}: postfilter for {codec.name} ({pretrained.id_of(codec).hex()[:8]}), "
+            f"{metrics}"
+        )
