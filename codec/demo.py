@@ -29,9 +29,8 @@ def run(audio: Path, model_name: str, out_dir: Path, console: Console) -> None:
     torch.set_num_threads(max(1, torch.get_num_threads()))
     ref = load_audio(audio, model.sample_rate)
     seconds = len(ref) / model.sample_rate
-    postfilter = "with its postfilter" if pretrained.load_postfilter(model) else "no postfilter"
     console.print(
-        f"model [bold]{model.name}[/bold] ({model.model_id.hex()[:8]}, {postfilter}), "
+        f"model [bold]{model.name}[/bold] ({model.model_id.hex()[:8]}), "
         f"clip {audio.name}: {seconds:.2f} s, outputs in {out_dir}/"
     )
     table = Table(
@@ -39,20 +38,21 @@ def run(audio: Path, model_name: str, out_dir: Path, console: Console) -> None:
         caption="xRT: times faster than real time; file kbps includes the 64-byte header",
     )  # fmt: skip
     encode_file(model, audio, out_dir / "warmup.codes", 6.0)  # first call pays one-off costs
-    for kbps in (1.5, 3.0, 6.0):
-        codes, wav = (
-            out_dir / f"{audio.stem}_{kbps:g}kbps.codes",
-            out_dir / f"{audio.stem}_{kbps:g}kbps.wav",
-        )
+    runs = [(1.5, False), (3.0, False), (6.0, False)]
+    if pretrained.load_postfilter(model) is not None:
+        runs.append((6.0, True))  # `codec decode --postfilter`
+    for kbps, postfilter in runs:
+        tag = f"{kbps:g}kbps" + ("_postfilter" if postfilter else "")
+        codes, wav = out_dir / f"{audio.stem}_{tag}.codes", out_dir / f"{audio.stem}_{tag}.wav"
         t0 = time.perf_counter()
         header = encode_file(model, audio, codes, kbps)
         t1 = time.perf_counter()
-        decode_file(model, codes, wav)
+        decode_file(model, codes, wav, postfilter=postfilter)
         t2 = time.perf_counter()
         dec = load_audio(wav, model.sample_rate)
         size = codes.stat().st_size
         table.add_row(
-            f"{kbps:g} kbps",
+            f"{kbps:g} kbps" + (" + postfilter" if postfilter else ""),
             f"{size} B",
             f"{header.bitrate / 1000:.2f}",
             f"{size * 8 / seconds / 1000:.2f}",

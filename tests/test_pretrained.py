@@ -101,6 +101,20 @@ def test_the_default_model_reconstructs_held_out_speech():
     assert mel_distance(ref, out, 16000) < 0.6
 
 
+def test_the_default_models_postfilter_brings_its_output_closer_to_the_input():
+    model = codec.load()
+    postfilter = pretrained.load_postfilter(model)
+    assert postfilter is not None
+    ref = load_audio(CLIP, model.sample_rate)
+    with torch.inference_mode():
+        raw = model.decode(model.encode(torch.from_numpy(ref), 3.0))[: len(ref)]
+        filtered = postfilter(raw[None])[0]
+    raw, filtered = raw.numpy(), filtered.numpy()
+    # On the card's valid files it takes mel distance from 0.31 to 0.25 and adds 0.03 STOI.
+    assert mel_distance(ref, filtered, 16000) < mel_distance(ref, raw, 16000) - 0.02
+    assert stoi(ref, filtered, 16000) > stoi(ref, raw, 16000)
+
+
 def test_more_codebooks_quantise_the_default_models_latents_more_finely():
     model = codec.load()
     x = torch.from_numpy(load_audio(CLIP, model.sample_rate))

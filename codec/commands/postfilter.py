@@ -12,7 +12,7 @@ from codec.commands import out, user_errors
 
 postfilter_app = typer.Typer(
     no_args_is_help=True,
-    help="A learnt postfilter on a codec's decoded audio; `codec decode` applies it.",
+    help="A learnt postfilter on a codec's decoded audio (`codec decode --postfilter`).",
 )
 
 
@@ -32,6 +32,8 @@ def train_command(
         str, typer.Option(help="kbps the codec codes the audio at, comma-separated.")
     ] = "1.5,3,6",
     limit: Annotated[int, typer.Option(help="At most this many training files (0: all).")] = 0,
+    n_fft: Annotated[int, typer.Option(help="STFT frame (4 hops); sets the latency.")] = 512,
+    channels: Annotated[int, typer.Option(help="Width of the convolution network.")] = 256,
     seed: Annotated[int, typer.Option(help="Seed of the weights and the crops.")] = 0,
     threads: Annotated[int | None, typer.Option(help="CPU threads [default: all].")] = None,
 ) -> None:
@@ -65,6 +67,9 @@ def train_command(
             ) from None
         training = PostFilterTraining(rates, steps, batch_size, seed=seed)
         codec = pretrained.load(model)
+        config = PostFilterConfig(
+            sample_rate=codec.sample_rate, n_fft=n_fft, hop_length=n_fft // 4, channels=channels
+        )
         for b in rates:
             codec.n_codebooks_for(b)  # an unavailable bitrate fails before any work
         if not data.is_dir():
@@ -78,7 +83,6 @@ def train_command(
         log(f"coding {len(train_files)} training files at {bitrates} kbps")
         train = code_corpus(codec, train_files, rates, log)
         valid = code_corpus(codec, valid_files, rates, log) if valid_files else None
-        config = PostFilterConfig(sample_rate=codec.sample_rate)
         pf, metrics = train_postfilter(train, valid, config, training, log)
         out_dir.mkdir(parents=True, exist_ok=True)
         pretrained.save_postfilter(pf, out_dir, pretrained.id_of(codec), metrics)
