@@ -31,7 +31,9 @@ def train_command(
     bitrates: Annotated[
         str, typer.Option(help="kbps the codec codes the audio at, comma-separated.")
     ] = "1.5,3,6",
-    limit: Annotated[int, typer.Option(help="At most this many training files (0: all).")] = 0,
+    limit: Annotated[
+        int, typer.Option(min=0, help="At most this many training files (0: all).")
+    ] = 0,
     n_fft: Annotated[int, typer.Option(help="STFT frame (4 hops); sets the latency.")] = 512,
     channels: Annotated[int, typer.Option(help="Width of the convolution network.")] = 256,
     seed: Annotated[int, typer.Option(help="Seed of the weights and the crops.")] = 0,
@@ -79,7 +81,10 @@ def train_command(
         valid_files = list_files(data, "valid") if has_manifest else []
         if not train_files:
             raise CodecError(f"{data}: no training audio")
-        log = lambda s: out.print(s, highlight=False)  # noqa: E731
+
+        def log(line: str) -> None:
+            out.print(line, highlight=False, soft_wrap=True)
+
         log(f"coding {len(train_files)} training files at {bitrates} kbps")
         train = code_corpus(codec, train_files, rates, log)
         valid = code_corpus(codec, valid_files, rates, log) if valid_files else None
