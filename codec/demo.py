@@ -35,7 +35,8 @@ def run(audio: Path, model_name: str, out_dir: Path, console: Console) -> None:
     )
     table = Table(
         "bitrate", "bytes", "payload kbps", "file kbps", "PESQ-WB", "STOI", "enc xRT", "dec xRT",
-        caption="xRT: times faster than real time; file kbps includes the 64-byte header",
+        caption="xRT: times faster than real time; file kbps includes the 64-byte header; "
+        "+pf: through the learnt postfilter (codec decode --postfilter)",
     )  # fmt: skip
     encode_file(model, audio, out_dir / "warmup.codes", 6.0)  # first call pays one-off costs
     runs = [(1.5, False), (3.0, False), (6.0, False)]
@@ -52,7 +53,7 @@ def run(audio: Path, model_name: str, out_dir: Path, console: Console) -> None:
         dec = load_audio(wav, model.sample_rate)
         size = codes.stat().st_size
         table.add_row(
-            f"{kbps:g} kbps" + (" + postfilter" if postfilter else ""),
+            f"{kbps:g} kbps" + (" +pf" if postfilter else ""),
             f"{size} B",
             f"{header.bitrate / 1000:.2f}",
             f"{size * 8 / seconds / 1000:.2f}",
