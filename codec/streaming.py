@@ -188,9 +188,9 @@ class StreamingPostFilter:
     @torch.inference_mode()
     def flush(self) -> torch.Tensor:
         """The last samples, their frames completed with zeros. The stream ends here."""
-        pending = len(self._input) - self.lag
+        pending, emitted = len(self._input) - self.lag, self.samples_out
         out = self._run(torch.cat([self._input, torch.zeros(self.lag + (-pending) % self.hop)]))
-        return out[: max(self.samples_in - (self.samples_out - len(out)), 0)]
+        return out[: self.samples_in - emitted]
 
     def _run(self, buffer: torch.Tensor) -> torch.Tensor:
         n_frames = (len(buffer) - self.lag) // self.hop
@@ -198,8 +198,9 @@ class StreamingPostFilter:
             self._input = buffer
             return torch.zeros(0)
         pf = self.postfilter
-        spectra = pf.frames(buffer[None, : n_frames * self.hop + self.lag])
-        out = pf.synthesis(spectra * 10 ** pf.gains(spectra.abs()))[0]
+        out = pf.synthesis(
+            pf.apply_gains(pf.frames(buffer[None, : n_frames * self.hop + self.lag]))
+        )[0]
         out[: self.lag] += self._tail
         self._input = buffer[n_frames * self.hop :]
         done, self._tail = out[: n_frames * self.hop], out[n_frames * self.hop :].clone()

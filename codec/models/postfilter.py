@@ -60,6 +60,10 @@ class PostFilter(nn.Module):
             h = h + block(h)
         return (self.config.max_gain_db / 20) * torch.tanh(self.out(self.act(h)))
 
+    def apply_gains(self, spectra: torch.Tensor) -> torch.Tensor:
+        """`spectra` (complex, or magnitudes) scaled by the gains their magnitudes give."""
+        return spectra * 10 ** self.gains(spectra.abs())
+
     def frames(self, audio: torch.Tensor) -> torch.Tensor:
         """Complex spectra of the causal frames of `[B, L]` audio whose first `N - H`
         samples are history: `[B, bins, (L - N) // H + 1]`."""
@@ -84,6 +88,4 @@ class PostFilter(nn.Module):
         n_frames = (n - h + t - 1) // h + 1
         right = (n_frames - 1) * h + n - (n - h) - t
         padded = nn.functional.pad(audio, (n - h, right))
-        spectra = self.frames(padded)
-        spectra = spectra * 10 ** self.gains(spectra.abs())
-        return self.synthesis(spectra)[:, n - h : n - h + t]
+        return self.synthesis(self.apply_gains(self.frames(padded)))[:, n - h : n - h + t]

@@ -130,29 +130,28 @@ class _Crops:
 
 def _step_loss(pf: PostFilter, clean: torch.Tensor, decoded: torch.Tensor) -> torch.Tensor:
     target = pf.frames(clean).abs()
-    spectra = pf.frames(decoded).abs()
-    return compressed_spectral_loss(spectra * 10 ** pf.gains(spectra), target)
+    return compressed_spectral_loss(pf.apply_gains(pf.frames(decoded).abs()), target)
 
 
 @torch.no_grad()
 def evaluate(pf: PostFilter, corpus: CodedCorpus) -> dict[str, float]:
     """Per bitrate, the spectral loss of the decoded audio as it is and postfiltered,
     over whole files."""
-    lag = pf.config.latency
+    hop = pf.config.hop_length
+
+    def magnitudes(pcm: np.ndarray) -> torch.Tensor:
+        """`[1, bins, F]` of a whole file, from `latency` zeros before it to a hop after."""
+        audio = torch.from_numpy(pcm / 32767.0).float()
+        padded = torch.nn.functional.pad(audio, (pf.config.latency, -len(pcm) % hop + hop))
+        return pf.frames(padded[None]).abs()
+
     metrics = {}
     for b, decoded in corpus.decoded.items():
         before = after = 0.0
         for x, y in zip(corpus.clean, decoded, strict=True):
-            pad = (lag, -len(x) % pf.config.hop_length + pf.config.hop_length)
-            xs = pf.frames(
-                torch.nn.functional.pad(torch.from_numpy(x / 32767.0).float(), pad)[None]
-            )
-            ys = pf.frames(
-                torch.nn.functional.pad(torch.from_numpy(y / 32767.0).float(), pad)[None]
-            )
-            target, mags = xs.abs(), ys.abs()
+            target, mags = magnitudes(x), magnitudes(y)
             before += compressed_spectral_loss(mags, target).item()
-            after += compressed_spectral_loss(mags * 10 ** pf.gains(mags), target).item()
+            after += compressed_spectral_loss(pf.apply_gains(mags), target).item()
         metrics[f"valid_loss_{b:g}kbps"] = round(after / len(decoded), 4)
         metrics[f"valid_loss_{b:g}kbps_unfiltered"] = round(before / len(decoded), 4)
     return metrics
