@@ -38,6 +38,9 @@ def train_command(
     channels: Annotated[int, typer.Option(help="Width of the convolution network.")] = 256,
     seed: Annotated[int, typer.Option(help="Seed of the weights and the crops.")] = 0,
     threads: Annotated[int | None, typer.Option(help="CPU threads [default: all].")] = None,
+    device: Annotated[
+        str, typer.Option(help="auto (CUDA when there is one), cpu or cuda.")
+    ] = "auto",
 ) -> None:
     """Train a postfilter on MODEL's own output for DATA's train split.
 
@@ -61,6 +64,11 @@ def train_command(
 
         if threads:
             torch.set_num_threads(threads)
+        if device not in ("auto", "cpu", "cuda"):
+            raise CodecError(f"--device: expected auto, cpu or cuda, got {device!r}")
+        if device == "cuda" and not torch.cuda.is_available():
+            raise CodecError("--device cuda: no CUDA device is available")
+        on = "cuda" if device != "cpu" and torch.cuda.is_available() else "cpu"
         try:
             rates = tuple(float(b) for b in bitrates.split(","))
         except ValueError:
@@ -85,10 +93,12 @@ def train_command(
         def log(line: str) -> None:
             out.print(line, highlight=False, soft_wrap=True)
 
-        log(f"coding {len(train_files)} training files at {bitrates} kbps")
+        log(f"coding {len(train_files)} training files at {bitrates} kbps on {on}")
+        codec.to(on)
         train = code_corpus(codec, train_files, rates, log)
         valid = code_corpus(codec, valid_files, rates, log) if valid_files else None
-        pf, metrics = train_postfilter(train, valid, config, training, log)
+        pf, metrics = train_postfilter(train, valid, config, training, log, device=on)
+        codec.cpu()
         out_dir.mkdir(parents=True, exist_ok=True)
         pretrained.save_postfilter(pf, out_dir, pretrained.id_of(codec), metrics)
         log(

@@ -73,8 +73,9 @@ def code_corpus(
     bitrates: Sequence[float],
     log: Callable[[str], None] = print,
 ) -> CodedCorpus:
-    """Code every file at every bitrate with the frozen `model`; unreadable files are
-    reported and skipped."""
+    """Code every file at every bitrate with the frozen `model` (on whatever device it
+    is); unreadable files are reported and skipped."""
+    device = next(model.parameters()).device
     corpus = CodedCorpus([], {b: [] for b in bitrates})
     for i, path in enumerate(paths):
         try:
@@ -82,14 +83,14 @@ def code_corpus(
         except CodecError as e:
             log(f"skipped {e}")
             continue
-        x = torch.from_numpy(wav)
+        x = torch.from_numpy(wav).to(device)
         padded = torch.nn.functional.pad(x, (0, -len(x) % model.hop_length))
         latents = model.encoder(padded[None, None])
         corpus.clean.append(_pcm16(wav))
         for b in bitrates:
             codes = model.quantizer.encode(latents, model.n_codebooks_for(b))
             y = model.decoder(model.quantizer.decode(codes))[0, 0, : len(x)]
-            corpus.decoded[b].append(_pcm16(y.numpy()))
+            corpus.decoded[b].append(_pcm16(y.cpu().numpy()))
         if (i + 1) % 500 == 0:
             log(f"coded {i + 1}/{len(paths)} files")
     if not corpus.clean:
@@ -138,10 +139,11 @@ def evaluate(pf: PostFilter, corpus: CodedCorpus) -> dict[str, float]:
     """Per bitrate, the spectral loss of the decoded audio as it is and postfiltered,
     over whole files."""
     hop = pf.config.hop_length
+    device = next(pf.parameters()).device
 
     def magnitudes(pcm: np.ndarray) -> torch.Tensor:
         """`[1, bins, F]` of a whole file, from `latency` zeros before it to a hop after."""
-        audio = torch.from_numpy(pcm / 32767.0).float()
+        audio = torch.from_numpy(pcm / 32767.0).float().to(device)
         padded = torch.nn.functional.pad(audio, (pf.config.latency, -len(pcm) % hop + hop))
         return pf.frames(padded[None]).abs()
 
@@ -163,10 +165,12 @@ def train_postfilter(
     config: PostFilterConfig,
     training: PostFilterTraining,
     log: Callable[[str], None] = print,
+    device: str | torch.device = "cpu",
 ) -> tuple[PostFilter, dict[str, float]]:
-    """Fit a new postfilter to `train`; returns it (eval mode) and its figures on `valid`."""
+    """Fit a new postfilter to `train` on `device`; returns it (on the CPU, eval mode)
+    and its figures on `valid`."""
     torch.manual_seed(training.seed)
-    pf = PostFilter(config).train()
+    pf = PostFilter(config).to(device).train()
     crops = _Crops(
         train, (training.segment_frames - 1) * config.hop_length + config.n_fft, training.seed
     )
@@ -177,7 +181,8 @@ def train_postfilter(
         cosine = 0.5 * (1 + math.cos(math.pi * (step - 1) / training.steps))
         for group in opt.param_groups:
             group["lr"] = training.learning_rate * warm * cosine
-        loss = _step_loss(pf, *crops.batch(training.batch_size))
+        clean, decoded = crops.batch(training.batch_size)
+        loss = _step_loss(pf, clean.to(device), decoded.to(device))
         if not torch.isfinite(loss):
             raise CodecError(f"postfilter training diverged at step {step} (loss {loss.item()})")
         opt.zero_grad(set_to_none=True)
@@ -197,4 +202,4 @@ def train_postfilter(
     }
     if valid is not None:
         metrics.update(evaluate(pf, valid))
-    return pf, metrics
+    return pf.cpu(), metrics

@@ -6,9 +6,10 @@ The GPU machine of the shipped run took at most 64 MiB with the repository, and 
 FLAC) in files of about 60 s per speaker (utterances joined by 0.1 s of silence, so the
 Ogg headers cost little), and copies `--valid N` valid files as FLAC for in-run
 validation. Decode the Opus files to WAV on the GPU machine before training (random
-crops of WAV are cheap; of Ogg Opus they are not).
+crops of WAV are cheap; of Ogg Opus they are not) with `--unpack`.
 
     python recipes/speech16k/pack_opus.py /path/to/speech16k packed/ [--valid 24]
+    python recipes/speech16k/pack_opus.py --unpack packed/ wav/      # on the GPU machine
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from __future__ import annotations
 import argparse
 import collections
 import csv
+import os
 import shutil
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -78,14 +81,45 @@ def pack(src: Path, dst: Path, *, seconds: float = 60.0, valid: int = 24, seed: 
     return len(manifest) - 1
 
 
+def _to_wav(paths: tuple[Path, Path]) -> None:
+    src, dst = paths
+    wav, rate = sf.read(src, dtype="float32")
+    sf.write(dst, wav, rate, subtype="PCM_16")
+
+
+def unpack(src: Path, dst: Path, workers: int | None = None) -> int:
+    """Write a packed copy's audio to `dst/` as 16-bit WAV (a process per core), with its
+    manifest; returns the file count."""
+    rows = list(csv.DictReader(open(src / "manifest.tsv", encoding="utf-8"), delimiter="\t"))
+    jobs = []
+    for row in rows:
+        name = str(Path(row["path"]).with_suffix(".wav"))
+        (dst / name).parent.mkdir(parents=True, exist_ok=True)
+        jobs.append((src / row["path"], dst / name))
+        row["path"] = name
+    with ProcessPoolExecutor(workers or os.cpu_count()) as pool:
+        list(pool.map(_to_wav, jobs, chunksize=4))
+    with open(dst / "manifest.tsv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]), delimiter="\t", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    return len(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("src", type=Path, help="corpus folder with manifest.tsv (speech16k)")
     parser.add_argument("dst", type=Path, help="folder to write")
     parser.add_argument("--seconds", type=float, default=60.0, help="length of each packed file")
     parser.add_argument("--valid", type=int, default=24, help="valid files to copy as FLAC")
+    parser.add_argument(
+        "--unpack", action="store_true", help="decode a packed copy (src) to WAV in dst"
+    )
     args = parser.parse_args()
-    n = pack(args.src, args.dst, seconds=args.seconds, valid=args.valid)
+    if args.unpack:
+        n = unpack(args.src, args.dst)
+    else:
+        n = pack(args.src, args.dst, seconds=args.seconds, valid=args.valid)
     print(f"{n} files in {args.dst}")
 
 

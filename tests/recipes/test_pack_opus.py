@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,11 +21,13 @@ SCRIPT = Path(__file__).parents[2] / "recipes" / "speech16k" / "pack_opus.py"
 def _load_script():
     spec = importlib.util.spec_from_file_location("pack_opus", SCRIPT)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its worker processes find their function by name
     spec.loader.exec_module(module)
     return module
 
 
-def test_a_corpus_packs_into_opus_files_per_speaker_with_flac_valid_files(tmp_path):
+def _corpus(tmp_path: Path) -> Path:
+    """Two speakers, four 2 s train utterances and one valid utterance each."""
     src = tmp_path / "corpus"
     rows = [("path", "split", "speaker", "seconds")]
     for speaker in ("a", "b"):
@@ -35,8 +38,11 @@ def test_a_corpus_packs_into_opus_files_per_speaker_with_flac_valid_files(tmp_pa
             rows.append((path, path.split("/")[0], speaker, "2.0"))
     with open(src / "manifest.tsv", "w", newline="") as f:
         csv.writer(f, delimiter="\t", lineterminator="\n").writerows(rows)
+    return src
 
-    n = _load_script().pack(src, tmp_path / "packed", seconds=5.0, valid=1)
+
+def test_a_corpus_packs_into_opus_files_per_speaker_with_flac_valid_files(tmp_path):
+    n = _load_script().pack(_corpus(tmp_path), tmp_path / "packed", seconds=5.0, valid=1)
 
     entries = read_manifest(tmp_path / "packed" / "manifest.tsv")
     assert n == len(entries)
@@ -54,3 +60,21 @@ def test_a_corpus_packs_into_opus_files_per_speaker_with_flac_valid_files(tmp_pa
     assert rate == 16000
     original = tone(2.0, seed=0)
     assert stoi(original, decoded[: len(original)], 16000) > 0.8
+
+
+def test_unpack_writes_the_packed_copy_as_wav_the_trainer_reads(tmp_path):
+    script = _load_script()
+    script.pack(_corpus(tmp_path), tmp_path / "packed", seconds=5.0, valid=1)
+
+    n = script.unpack(tmp_path / "packed", tmp_path / "wav", workers=2)
+
+    packed = read_manifest(tmp_path / "packed" / "manifest.tsv")
+    entries = read_manifest(tmp_path / "wav" / "manifest.tsv")
+    assert n == len(entries) == len(packed)
+    assert {e.path.suffix for e in entries} == {".wav"}
+    assert [(e.split, e.speaker) for e in entries] == [(e.split, e.speaker) for e in packed]
+    for before, after in zip(packed, entries, strict=True):
+        a, _ = sf.read(before.path, dtype="float32")
+        b, rate = sf.read(after.path, dtype="float32")
+        assert rate == 16000 and len(a) == len(b)
+        assert np.abs(a - b).max() < 1e-3  # 16-bit PCM of the same samples

@@ -145,6 +145,7 @@ def test_cli_trains_a_postfilter_that_decode_then_uses(tiny_model_dir, tmp_path,
         (["--bitrates", "six"], "--bitrates"),
         (["--steps", "0"], "steps"),
         (["--n-fft", "510", "--bitrates", "2"], "n_fft"),
+        (["--device", "tpu"], "--device"),
     ],
 )
 def test_cli_bad_settings_are_one_line_errors(tiny_model_dir, tmp_path, args, message):
@@ -163,6 +164,14 @@ def test_cli_bad_settings_are_one_line_errors(tiny_model_dir, tmp_path, args, me
     assert result.exit_code != 0
     assert message in result.output and "Traceback" not in result.output
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error of a CPU-only machine")
+def test_cli_asking_for_cuda_without_one_is_a_one_line_error(tiny_model_dir, tmp_path):
+    args = ["postfilter", "train", str(tiny_model_dir), str(tmp_path), "--out", str(tmp_path / "o")]
+    result = runner.invoke(app, [*args, "--device", "cuda"])
+    assert result.exit_code != 0
+    assert "no CUDA device" in result.output and "Traceback" not in result.output
 
 
 def test_eval_scores_the_postfiltered_output_when_asked(tiny_model_dir, tmp_path, speech_wav):
