@@ -27,6 +27,10 @@ def train_command(
         typer.Option("--out", "-o", help="Where postfilter.safetensors and .json are written."),
     ],
     steps: Annotated[int, typer.Option(help="Training steps.")] = 6000,
+    seconds: Annotated[
+        float,
+        typer.Option(help="Wall-clock budget for the training steps: fewer steps if needed."),
+    ] = 0.0,
     batch_size: Annotated[int, typer.Option(help="Crops of about 1 s per step.")] = 32,
     bitrates: Annotated[
         str, typer.Option(help="kbps the codec codes the audio at, comma-separated.")
@@ -75,7 +79,7 @@ def train_command(
             raise CodecError(
                 f"--bitrates: expected numbers such as 1.5,3,6, got {bitrates!r}"
             ) from None
-        training = PostFilterTraining(rates, steps, batch_size, seed=seed)
+        training = PostFilterTraining(rates, steps, batch_size, seed=seed, seconds=seconds)
         codec = pretrained.load(model)
         config = PostFilterConfig(
             sample_rate=codec.sample_rate, n_fft=n_fft, hop_length=n_fft // 4, channels=channels

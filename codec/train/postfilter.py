@@ -29,11 +29,16 @@ from codec.models.codec import CodecModel
 from codec.models.postfilter import PostFilter
 
 COMPRESSION = 0.3
+TIMED_STEPS = 20  # steps timed to fit a wall-clock budget
 
 
 @dataclass(frozen=True)
 class PostFilterTraining:
-    """How a postfilter is trained; `steps` of `batch_size` crops, cosine learning rate."""
+    """How a postfilter is trained; `steps` of `batch_size` crops, cosine learning rate.
+
+    `seconds` (0: none) is a wall-clock budget: the step rate is timed over the first
+    `TIMED_STEPS` steps and `steps` is lowered to what the budget allows, so the cosine
+    still ends at zero (as the codec trainer's `schedule.seconds`)."""
 
     bitrates: tuple[float, ...] = (1.5, 3.0, 6.0)
     steps: int = 6000
@@ -42,10 +47,13 @@ class PostFilterTraining:
     learning_rate: float = 1e-3
     warmup_steps: int = 100
     seed: int = 0
+    seconds: float = 0.0
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or self.segment_frames < 1:
             raise CodecError("postfilter steps, batch_size and segment_frames must be >= 1")
+        if self.seconds < 0:
+            raise CodecError("postfilter seconds must be >= 0 (0: no time budget)")
         if not self.bitrates or self.learning_rate <= 0:
             raise CodecError("postfilter training needs bitrates and a positive learning rate")
 
@@ -175,10 +183,11 @@ def train_postfilter(
         train, (training.segment_frames - 1) * config.hop_length + config.n_fft, training.seed
     )
     opt = torch.optim.AdamW(pf.parameters(), lr=training.learning_rate, betas=(0.9, 0.99))
-    start, running = time.perf_counter(), 0.0
-    for step in range(1, training.steps + 1):
+    start, running, steps, step = time.perf_counter(), 0.0, training.steps, 0
+    while step < steps:
+        step += 1
         warm = min(step / training.warmup_steps, 1.0) if training.warmup_steps else 1.0
-        cosine = 0.5 * (1 + math.cos(math.pi * (step - 1) / training.steps))
+        cosine = 0.5 * (1 + math.cos(math.pi * (step - 1) / steps))
         for group in opt.param_groups:
             group["lr"] = training.learning_rate * warm * cosine
         clean, decoded = crops.batch(training.batch_size)
@@ -190,14 +199,18 @@ def train_postfilter(
         torch.nn.utils.clip_grad_norm_(pf.parameters(), 1.0)
         opt.step()
         running += loss.item()
-        if step % 200 == 0 or step == training.steps:
+        if training.seconds and step == TIMED_STEPS:
+            rate = step / (time.perf_counter() - start)
+            steps = max(step, min(steps, int(rate * training.seconds)))
+            log(f"{rate:.1f} steps/s: {steps} steps fit the {training.seconds:g} s budget")
+        if step % 200 == 0 or step == steps:
             n = 200 if step % 200 == 0 else step % 200
             rate = step / (time.perf_counter() - start)
-            log(f"step {step}/{training.steps}  loss {running / n:.4f}  {rate:.1f} steps/s")
+            log(f"step {step}/{steps}  loss {running / n:.4f}  {rate:.1f} steps/s")
             running = 0.0
     pf.eval()
     metrics = {
-        "steps": training.steps,
+        "steps": steps,
         "train_seconds": round(train.samples / config.sample_rate, 1),
     }
     if valid is not None:

@@ -46,6 +46,18 @@ def test_training_learns_to_undo_a_lost_level():
     )
 
 
+def test_a_time_budget_trains_fewer_steps_to_the_end_of_the_cosine():
+    corpus = muffled_corpus()
+    training = PostFilterTraining(
+        bitrates=(6.0,), steps=10**6, batch_size=4, segment_frames=16, seconds=2.0
+    )
+    lines: list[str] = []
+    _, metrics = train_postfilter(corpus, corpus, SMALL, training, log=lines.append)
+    assert 20 <= metrics["steps"] < 10**6
+    assert f"step {metrics['steps']}/{metrics['steps']}" in lines[-1]  # the last step logged
+    assert metrics["valid_loss_6kbps"] < metrics["valid_loss_6kbps_unfiltered"]
+
+
 def test_code_corpus_codes_every_file_at_every_bitrate(tiny_model_dir, tmp_path):
     paths = []
     for i, seconds in enumerate((0.3, 0.7)):
@@ -146,6 +158,7 @@ def test_cli_trains_a_postfilter_that_decode_then_uses(tiny_model_dir, tmp_path,
         (["--steps", "0"], "steps"),
         (["--n-fft", "510", "--bitrates", "2"], "n_fft"),
         (["--device", "tpu"], "--device"),
+        (["--seconds", "-1"], "seconds"),
     ],
 )
 def test_cli_bad_settings_are_one_line_errors(tiny_model_dir, tmp_path, args, message):
