@@ -1,0 +1,77 @@
+"""recipes/speech16k/device_stage.sh: one lent-GPU call that trains the shipped model on,
+exports it and trains its postfilter; run here on the CPU with a tiny packed corpus and
+budgets of seconds."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+
+from codec import pretrained
+from tests.conftest import tone
+
+ROOT = Path(__file__).parents[2]
+SCRIPT = ROOT / "recipes" / "speech16k" / "device_stage.sh"
+
+
+def _packed_corpus(tmp_path: Path) -> Path:
+    src = tmp_path / "corpus"
+    rows = [("path", "split", "speaker", "seconds")]
+    for speaker in ("a", "b"):
+        for i in range(4):
+            path = f"{'valid' if i == 3 else 'train'}/{speaker}/u{i}.flac"
+            (src / path).parent.mkdir(parents=True, exist_ok=True)
+            sf.write(src / path, tone(2.0, seed=i), 16000)
+            rows.append((path, path.split("/")[0], speaker, "2.0"))
+    with open(src / "manifest.tsv", "w", newline="") as f:
+        csv.writer(f, delimiter="\t", lineterminator="\n").writerows(rows)
+    subprocess.run(
+        [sys.executable, str(SCRIPT.parent / "pack_opus.py"), str(src), str(tmp_path / "packed")],
+        check=True,
+        capture_output=True,
+    )
+    return tmp_path / "packed"
+
+
+@pytest.mark.slow
+def test_one_call_trains_the_model_on_and_a_postfilter_for_it(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {
+        **os.environ,
+        "OUT": str(out),
+        "DATA": str(_packed_corpus(tmp_path)),
+        "WAV": str(tmp_path / "wav"),
+        "RUN": str(tmp_path / "run"),
+        "PF": str(tmp_path / "pf"),
+        "PYTHON": sys.executable,
+        "LIMIT": "300",
+        "EXTRA": "data.num_workers=0 num_threads=1 data.batch_size=2 logging.valid_clips=2",
+    }
+    result = subprocess.run(
+        ["bash", str(SCRIPT), "4", "4", "cpu"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+    log = (out / "log.txt").read_text()
+    assert result.returncode == 0, log + result.stderr
+    assert log.rstrip().endswith("done")
+    assert "train rc=0" in log and "postfilter rc=0" in log
+
+    model = pretrained.load(str(out / "model"))
+    shipped = pretrained.load("speech16k")
+    assert model.config == shipped.config
+    assert pretrained.id_of(model) != pretrained.id_of(shipped)  # trained on
+    meta = json.loads((out / "postfilter.json").read_text())
+    assert meta["codec_model_id"] == pretrained.id_of(model).hex()
+    assert (out / "postfilter.safetensors").stat().st_size > 0
