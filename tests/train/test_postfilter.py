@@ -53,7 +53,7 @@ def test_a_time_budget_trains_fewer_steps_to_the_end_of_the_cosine():
     )
     lines: list[str] = []
     _, metrics = train_postfilter(corpus, corpus, SMALL, training, log=lines.append)
-    assert 20 <= metrics["steps"] < 10**6
+    assert 30 <= metrics["steps"] < 10**6
     assert f"step {metrics['steps']}/{metrics['steps']}" in lines[-1]  # the last step logged
     assert metrics["valid_loss_6kbps"] < metrics["valid_loss_6kbps_unfiltered"]
 
