@@ -54,8 +54,11 @@ RECONSTRUCTION = ("mel", "stft", "waveform")
 # timed after this many untimed ones (compilation, cuDNN autotuning, the critic's start).
 CALIBRATE_STEPS = 20
 CALIBRATE_AFTER = 10
-# After fitting, the budget is checked every this many steps (an all-reduce under torchrun).
+# After fitting, the budget is checked every this many steps (an all-reduce under torchrun),
+# and the end re-fitted to the mean rate since the timing when it moves by more than
+# this fraction (so the cosine still reaches its end when the rate drifts).
 BUDGET_CHECK_EVERY = 10
+REFIT_TOLERANCE = 0.02
 ADVERSARIAL = ("adversarial", "feature")
 
 
@@ -131,6 +134,8 @@ class Trainer:
         self._calibrated = False  # under schedule.seconds: the end is fitted
         self._started = time.monotonic()
         self._calibration_start: float | None = None
+        self._timed_from: tuple[int, float] | None = None  # re-fits: (step, time) timed from
+        self._step_cap = recipe.schedule.steps  # a fitted end never goes past this
         if resume and ckpt_path.exists():
             self._load(load_checkpoint(ckpt_path))
         else:
@@ -317,17 +322,16 @@ class Trainer:
     def _fit_budget(self) -> None:
         """Under `schedule.seconds`, time `CALIBRATE_STEPS` steps once the critic has
         joined and warm-up is behind, then end the schedule where the budget runs out
-        (never later than `schedule.steps`). The rate can fall after it was timed (a
-        machine shared with another run, validation, a slower data phase), so the budget
-        is also held: a run that is still going when it is spent ends at that step."""
+        (never later than `schedule.steps`). The rate can drift after it was timed (a
+        machine shared with another run, validation, a slower data phase), so the end is
+        re-fitted to the mean rate since the timing as the run goes, and the budget is
+        held: a run that is still going when it is spent ends at that step."""
         s = self.recipe.schedule
         if s.seconds <= 0:
             return
         if self._calibrated:
-            if self.step % BUDGET_CHECK_EVERY == 0 and self.step < s.steps and self._spent():
-                self._end_schedule(
-                    self.step, f"time budget {s.seconds:g} s spent (fitted end {s.steps})"
-                )
+            if self.step % BUDGET_CHECK_EVERY == 0 and self.step < s.steps:
+                self._hold_budget()
             return
         losses = self.recipe.losses
         start = CALIBRATE_AFTER + (
@@ -339,14 +343,41 @@ class Trainer:
             _sync(self.device)
             self._calibration_start = time.monotonic()
         elif self._calibration_start is not None and self.step == start + CALIBRATE_STEPS:
-            _sync(self.device)
-            now = time.monotonic()
-            rate = CALIBRATE_STEPS / (now - self._calibration_start)
-            figures = {"rate": rate, "elapsed": now - self._started}
-            figures = distributed.all_reduce_mean(figures, self.device)  # replicas agree
+            self._timed_from = (start, self._calibration_start)
+            figures = self._budget_figures()
             left = max(0.0, s.seconds - figures["elapsed"])
             steps = min(s.steps, self.step + max(1, int(figures["rate"] * left)))
             self._end_schedule(steps, f"time budget {s.seconds:g} s: {figures['rate']:.2f} step/s")
+
+    def _hold_budget(self) -> None:
+        """End the run if its budget is spent, else re-fit its end to the mean rate since
+        the timing when that moves the end by more than `REFIT_TOLERANCE`."""
+        s = self.recipe.schedule
+        figures = self._budget_figures()
+        if figures["elapsed"] > s.seconds:
+            self._end_schedule(
+                self.step, f"time budget {s.seconds:g} s spent (fitted end {s.steps})"
+            )
+        elif self._timed_from is not None:
+            left = s.seconds - figures["elapsed"]
+            steps = min(self._step_cap, self.step + max(1, int(figures["rate"] * left)))
+            if abs(steps - s.steps) > REFIT_TOLERANCE * s.steps:
+                self._end_schedule(
+                    steps,
+                    f"time budget {s.seconds:g} s: re-fitted to {figures['rate']:.2f} step/s "
+                    f"(was step {s.steps})",
+                )
+
+    def _budget_figures(self) -> dict[str, float]:
+        """Seconds since the run started and, once timed, the mean step rate since the
+        timing began, averaged over the replicas so they agree."""
+        _sync(self.device)
+        now = time.monotonic()
+        figures = {"elapsed": now - self._started, "rate": 0.0}
+        if self._timed_from is not None:
+            step, since = self._timed_from
+            figures["rate"] = (self.step - step) / max(now - since, 1e-9)
+        return distributed.all_reduce_mean(figures, self.device)
 
     def _spent(self) -> bool:
         """Whether the wall-clock budget is spent; the replicas decide together."""

@@ -250,12 +250,13 @@ def test_a_wall_clock_budget_ends_the_schedule_when_the_time_is_up(audio_folder,
     assert again.step == fitted["steps"]
 
 
-def test_a_run_that_slows_after_its_rate_was_timed_still_ends_on_budget(
+def test_a_run_that_slows_after_its_rate_was_timed_is_refitted_and_ends_on_budget(
     audio_folder, tmp_path, monkeypatch
 ):
     # Timed at full speed over steps 10 to 30, then every step takes 0.3 s longer (a
-    # machine shared with a second run, say): the fitted end is out of reach in time.
-    # The budget leaves room for a CI machine several times slower than a laptop.
+    # machine shared with a second run, say): the fitted end is out of reach in time, so
+    # the end is re-fitted to the slower rate and the cosine comes down before the time
+    # is up. The budget leaves room for a CI machine several times slower than a laptop.
     fast_step = Trainer.train_step
 
     def slowing_step(self, batches):
@@ -272,12 +273,33 @@ def test_a_run_that_slows_after_its_rate_was_timed_still_ends_on_budget(
     assert time.monotonic() - t0 < 25
     log = "\n".join(lines)
     fitted = int(log.split("so the schedule ends at step ")[1].split()[0])
-    assert "time budget 8 s spent (fitted end" in log
+    assert "re-fitted to" in log
     assert 40 <= result.step < fitted
     # the checkpoint and recipe say where it ended, so a resumed run is already done
     saved = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
     assert saved["step"] == result.step == saved["recipe"]["schedule"]["steps"]
     assert train(budget, tmp_path / "run", resume=True).step == result.step
+
+
+def test_a_budget_still_ends_a_run_that_slows_past_its_last_refit(
+    audio_folder, tmp_path, monkeypatch
+):
+    # Steps slow to 2 s from step 45: the re-fit after step 40 (at full speed) cannot
+    # see it coming, so the held budget ends the run when the time is up.
+    fast_step = Trainer.train_step
+
+    def stalling_step(self, batches):
+        if self.step >= 45:
+            time.sleep(2.0)
+        return fast_step(self, batches)
+
+    monkeypatch.setattr(Trainer, "train_step", stalling_step)
+    lines: list[str] = []
+    monkeypatch.setattr(TrainLogger, "line", lambda self, text: lines.append(text))
+    result = train(budget_recipe(audio_folder, seconds=8), tmp_path / "run")
+    log = "\n".join(lines)
+    assert "time budget 8 s spent (fitted end" in log
+    assert 45 <= result.step < int(log.split("so the schedule ends at step ")[1].split()[0])
 
 
 def test_a_budget_spent_before_the_rate_is_timed_still_ends_the_run(audio_folder, tmp_path):
