@@ -81,16 +81,23 @@ def pack(src: Path, dst: Path, *, seconds: float = 60.0, valid: int = 24, seed: 
     return len(manifest) - 1
 
 
-def _to_wav(paths: tuple[Path, Path]) -> None:
+def _to_wav(paths: tuple[Path, Path]) -> str | None:
+    """Decode one file to 16-bit WAV; returns why it could not, or None."""
     src, dst = paths
-    wav, rate = sf.read(src, dtype="float32")
+    try:
+        wav, rate = sf.read(src, dtype="float32")
+    except (sf.SoundFileError, RuntimeError) as e:
+        return f"skipped {src}: {e}"
     sf.write(dst, wav, rate, subtype="PCM_16")
+    return None
 
 
 def unpack(src: Path, dst: Path, workers: int | None = None) -> int:
     """Write a packed copy's audio to `dst/` as 16-bit WAV (a process per core), with its
-    manifest; returns the file count."""
-    rows = list(csv.DictReader(open(src / "manifest.tsv", encoding="utf-8"), delimiter="\t"))
+    manifest (written last, through a temporary file, so a manifest means a whole copy);
+    unreadable files are reported and left out. Returns the file count."""
+    with open(src / "manifest.tsv", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
     jobs = []
     for row in rows:
         name = str(Path(row["path"]).with_suffix(".wav"))
@@ -98,12 +105,17 @@ def unpack(src: Path, dst: Path, workers: int | None = None) -> int:
         jobs.append((src / row["path"], dst / name))
         row["path"] = name
     with ProcessPoolExecutor(workers or os.cpu_count()) as pool:
-        list(pool.map(_to_wav, jobs, chunksize=4))
-    with open(dst / "manifest.tsv", "w", newline="", encoding="utf-8") as f:
+        problems = list(pool.map(_to_wav, jobs, chunksize=4))
+    kept = [row for row, problem in zip(rows, problems, strict=True) if problem is None]
+    for problem in filter(None, problems):
+        print(problem)
+    tmp = dst / "manifest.tsv.tmp"
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]), delimiter="\t", lineterminator="\n")
         writer.writeheader()
-        writer.writerows(rows)
-    return len(rows)
+        writer.writerows(kept)
+    os.replace(tmp, dst / "manifest.tsv")
+    return len(kept)
 
 
 def main() -> None:

@@ -78,3 +78,17 @@ def test_unpack_writes_the_packed_copy_as_wav_the_trainer_reads(tmp_path):
         b, rate = sf.read(after.path, dtype="float32")
         assert rate == 16000 and len(a) == len(b)
         assert np.abs(a - b).max() < 1e-3  # 16-bit PCM of the same samples
+
+
+def test_unpack_leaves_out_a_file_it_cannot_read(tmp_path, capsys):
+    script = _load_script()
+    script.pack(_corpus(tmp_path), tmp_path / "packed", seconds=5.0, valid=1)
+    first = read_manifest(tmp_path / "packed" / "manifest.tsv")[0].path
+    first.write_bytes(b"OggS" + bytes(100))  # a truncated, corrupt Ogg file
+
+    n = script.unpack(tmp_path / "packed", tmp_path / "wav", workers=1)
+
+    entries = read_manifest(tmp_path / "wav" / "manifest.tsv")
+    assert n == len(entries) == len(read_manifest(tmp_path / "packed" / "manifest.tsv")) - 1
+    assert first.stem not in {e.path.stem for e in entries}
+    assert f"skipped {first}" in capsys.readouterr().out
