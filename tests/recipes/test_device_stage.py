@@ -4,7 +4,6 @@ budgets of seconds."""
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import subprocess
@@ -12,26 +11,16 @@ import sys
 from pathlib import Path
 
 import pytest
-import soundfile as sf
 
 from codec import pretrained
-from tests.conftest import tone
+from tests.recipes.corpus import speaker_corpus
 
 ROOT = Path(__file__).parents[2]
 SCRIPT = ROOT / "recipes" / "speech16k" / "device_stage.sh"
 
 
 def _packed_corpus(tmp_path: Path) -> Path:
-    src = tmp_path / "corpus"
-    rows = [("path", "split", "speaker", "seconds")]
-    for speaker in ("a", "b"):
-        for i in range(4):
-            path = f"{'valid' if i == 3 else 'train'}/{speaker}/u{i}.flac"
-            (src / path).parent.mkdir(parents=True, exist_ok=True)
-            sf.write(src / path, tone(2.0, seed=i), 16000)
-            rows.append((path, path.split("/")[0], speaker, "2.0"))
-    with open(src / "manifest.tsv", "w", newline="") as f:
-        csv.writer(f, delimiter="\t", lineterminator="\n").writerows(rows)
+    src = speaker_corpus(tmp_path / "corpus", train_per_speaker=3)
     subprocess.run(
         [sys.executable, str(SCRIPT.parent / "pack_opus.py"), str(src), str(tmp_path / "packed")],
         check=True,

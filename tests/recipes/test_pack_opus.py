@@ -3,7 +3,6 @@ that the trainer reads like any other, with the valid files kept as FLAC."""
 
 from __future__ import annotations
 
-import csv
 import importlib.util
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ import soundfile as sf
 from codec.eval.metrics import stoi
 from codec.train.manifest import read_manifest
 from tests.conftest import tone
+from tests.recipes.corpus import speaker_corpus
 
 SCRIPT = Path(__file__).parents[2] / "recipes" / "speech16k" / "pack_opus.py"
 
@@ -28,17 +28,7 @@ def _load_script():
 
 def _corpus(tmp_path: Path) -> Path:
     """Two speakers, four 2 s train utterances and one valid utterance each."""
-    src = tmp_path / "corpus"
-    rows = [("path", "split", "speaker", "seconds")]
-    for speaker in ("a", "b"):
-        for i in range(5):
-            path = f"{'valid' if i == 4 else 'train'}/{speaker}/u{i}.flac"
-            (src / path).parent.mkdir(parents=True, exist_ok=True)
-            sf.write(src / path, tone(2.0, seed=i), 16000)
-            rows.append((path, path.split("/")[0], speaker, "2.0"))
-    with open(src / "manifest.tsv", "w", newline="") as f:
-        csv.writer(f, delimiter="\t", lineterminator="\n").writerows(rows)
-    return src
+    return speaker_corpus(tmp_path / "corpus")
 
 
 def test_a_corpus_packs_into_opus_files_per_speaker_with_flac_valid_files(tmp_path):

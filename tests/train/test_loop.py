@@ -250,6 +250,22 @@ def test_a_wall_clock_budget_ends_the_schedule_when_the_time_is_up(audio_folder,
     assert again.step == fitted["steps"]
 
 
+def _slow_steps_from(monkeypatch, step: int, seconds: float) -> list[str]:
+    """Make every training step from `step` on take `seconds` longer; returns the list
+    the trainer's log lines go to."""
+    fast_step = Trainer.train_step
+
+    def slow_step(self, batches):
+        if self.step >= step:
+            time.sleep(seconds)
+        return fast_step(self, batches)
+
+    monkeypatch.setattr(Trainer, "train_step", slow_step)
+    lines: list[str] = []
+    monkeypatch.setattr(TrainLogger, "line", lambda self, text: lines.append(text))
+    return lines
+
+
 def test_a_run_that_slows_after_its_rate_was_timed_is_refitted_and_ends_on_budget(
     audio_folder, tmp_path, monkeypatch
 ):
@@ -257,16 +273,7 @@ def test_a_run_that_slows_after_its_rate_was_timed_is_refitted_and_ends_on_budge
     # machine shared with a second run, say): the fitted end is out of reach in time, so
     # the end is re-fitted to the slower rate and the cosine comes down before the time
     # is up. The budget leaves room for a CI machine several times slower than a laptop.
-    fast_step = Trainer.train_step
-
-    def slowing_step(self, batches):
-        if self.step >= 40:
-            time.sleep(0.3)
-        return fast_step(self, batches)
-
-    monkeypatch.setattr(Trainer, "train_step", slowing_step)
-    lines: list[str] = []
-    monkeypatch.setattr(TrainLogger, "line", lambda self, text: lines.append(text))
+    lines = _slow_steps_from(monkeypatch, 40, seconds=0.3)
     budget = budget_recipe(audio_folder, seconds=8)
     t0 = time.monotonic()
     result = train(budget, tmp_path / "run")
@@ -286,16 +293,7 @@ def test_a_budget_still_ends_a_run_that_slows_past_its_last_refit(
 ):
     # Steps slow to 2 s from step 45: the re-fit after step 40 (at full speed) cannot
     # see it coming, so the held budget ends the run when the time is up.
-    fast_step = Trainer.train_step
-
-    def stalling_step(self, batches):
-        if self.step >= 45:
-            time.sleep(2.0)
-        return fast_step(self, batches)
-
-    monkeypatch.setattr(Trainer, "train_step", stalling_step)
-    lines: list[str] = []
-    monkeypatch.setattr(TrainLogger, "line", lambda self, text: lines.append(text))
+    lines = _slow_steps_from(monkeypatch, 45, seconds=2.0)
     result = train(budget_recipe(audio_folder, seconds=8), tmp_path / "run")
     log = "\n".join(lines)
     assert "time budget 8 s spent (fitted end" in log
