@@ -133,8 +133,7 @@ class Trainer:
         self._references_logged = False
         self._calibrated = False  # under schedule.seconds: the end is fitted
         self._started = time.monotonic()
-        self._calibration_start: float | None = None
-        self._timed_from: tuple[int, float] | None = None  # re-fits: (step, time) timed from
+        self._timed_from: tuple[int, float] | None = None  # (step, time) the rate is timed from
         self._step_cap = recipe.schedule.steps  # a fitted end never goes past this
         if resume and ckpt_path.exists():
             self._load(load_checkpoint(ckpt_path))
@@ -341,9 +340,9 @@ class Trainer:
             self._end_schedule(self.step, f"time budget {s.seconds:g} s spent before timing")
         elif self.step == start:
             _sync(self.device)
-            self._calibration_start = time.monotonic()
-        elif self._calibration_start is not None and self.step == start + CALIBRATE_STEPS:
-            self._timed_from = (start, self._calibration_start)
+            self._timed_from = (start, time.monotonic())
+        elif self._timed_from is not None and self.step == start + CALIBRATE_STEPS:
+            _sync(self.device)
             figures = self._budget_figures()
             left = max(0.0, s.seconds - figures["elapsed"])
             steps = min(s.steps, self.step + max(1, int(figures["rate"] * left)))
@@ -371,7 +370,6 @@ class Trainer:
     def _budget_figures(self) -> dict[str, float]:
         """Seconds since the run started and, once timed, the mean step rate since the
         timing began, averaged over the replicas so they agree."""
-        _sync(self.device)
         now = time.monotonic()
         figures = {"elapsed": now - self._started, "rate": 0.0}
         if self._timed_from is not None:
@@ -381,9 +379,7 @@ class Trainer:
 
     def _spent(self) -> bool:
         """Whether the wall-clock budget is spent; the replicas decide together."""
-        elapsed = {"elapsed": time.monotonic() - self._started}
-        seconds = distributed.all_reduce_mean(elapsed, self.device)["elapsed"]
-        return seconds > self.recipe.schedule.seconds
+        return self._budget_figures()["elapsed"] > self.recipe.schedule.seconds
 
     def _end_schedule(self, steps: int, why: str) -> None:
         self.recipe = replace_recipe(self.recipe, schedule={"steps": steps})

@@ -27,10 +27,12 @@ from codec.config import PostFilterConfig
 from codec.errors import CodecError
 from codec.models.codec import CodecModel
 from codec.models.postfilter import PostFilter
+from codec.train.loop import CALIBRATE_AFTER, CALIBRATE_STEPS
 
 COMPRESSION = 0.3
-TIMED_STEPS = (10, 30)  # a wall-clock budget is fitted to the rate between these steps,
-# after the first steps' start-up costs (CUDA's initialisation, cuDNN's autotuning)
+# A wall-clock budget is fitted to the rate between these steps, after the first steps'
+# start-up costs (CUDA's initialisation, cuDNN's autotuning), as the codec trainer's is.
+TIMED_STEPS = (CALIBRATE_AFTER, CALIBRATE_AFTER + CALIBRATE_STEPS)
 
 
 @dataclass(frozen=True)
