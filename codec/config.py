@@ -568,19 +568,27 @@ class PostFilterConfig:
 
     sample_rate: int = 16000
     n_fft: int = 512  # 32 ms at 16 kHz: resolves the harmonics of a voice
-    hop_length: int = 128  # a quarter of the window: its squares then sum to a constant
+    hop_length: int = 128  # a quarter (Hann window) or half (sqrt-Hann) of the frame
     channels: int = 256
     dilations: tuple[int, ...] = (1, 2, 4, 8)
     max_gain_db: float = 20.0
     floor: float = 1e-3  # magnitude floor of the log features (silence is about 1e-4)
 
     def __post_init__(self) -> None:
-        if self.n_fft != 4 * self.hop_length or self.hop_length < 1:
-            raise ConfigError("the postfilter's n_fft must be 4 * hop_length (75% overlap)")
+        if self.hop_length < 1 or self.n_fft not in (2 * self.hop_length, 4 * self.hop_length):
+            raise ConfigError(
+                "the postfilter's n_fft must be 4 * hop_length (75% overlap, Hann window) "
+                "or 2 * hop_length (50% overlap, sqrt-Hann window)"
+            )
         if self.channels < 1 or min(self.dilations, default=0) < 1 or self.floor <= 0:
             raise ConfigError("postfilter channels, dilations and floor must be positive")
         if self.max_gain_db <= 0:
             raise ConfigError("postfilter max_gain_db must be positive")
+
+    @property
+    def overlap(self) -> int:
+        """Frames that cover each sample: 4 or 2."""
+        return self.n_fft // self.hop_length
 
     @property
     def latency(self) -> int:

@@ -13,8 +13,11 @@ plus spectral convergence gained 0.02 (`docs/model-zoo.md`).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import time
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from codec.atomic import atomic_path
 from codec.audio import load_audio
 from codec.config import PostFilterConfig
 from codec.errors import CodecError
@@ -41,7 +45,11 @@ class PostFilterTraining:
 
     `seconds` (0: none) is a wall-clock budget: the step rate is timed between the
     `TIMED_STEPS` and `steps` is lowered to what the rest of the budget allows, so the
-    cosine still ends at zero (as the codec trainer's `schedule.seconds`)."""
+    cosine still ends at zero (as the codec trainer's `schedule.seconds`).
+
+    `resynthesis` scores the filtered audio itself (gains applied, frames overlap-added,
+    framed again) rather than the gained spectra: neighbouring frames' gains blend in
+    the overlap-add, most at 50% overlap, and this way the training sees it."""
 
     bitrates: tuple[float, ...] = (1.5, 3.0, 6.0)
     steps: int = 6000
@@ -51,6 +59,7 @@ class PostFilterTraining:
     warmup_steps: int = 100
     seed: int = 0
     seconds: float = 0.0
+    resynthesis: bool = False
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or self.segment_frames < 1:
@@ -109,6 +118,53 @@ def code_corpus(
     return corpus
 
 
+def cached_code_corpus(
+    model: CodecModel,
+    paths: Sequence[Path],
+    bitrates: Sequence[float],
+    cache: Path,
+    codec_id: bytes,
+    log: Callable[[str], None] = print,
+) -> CodedCorpus:
+    """`code_corpus`, kept in the folder `cache` so that another postfilter for the same
+    codec, files and bitrates skips the coding (14 minutes for speech16k on 2 CPU cores).
+
+    The file is named by a hash of the codec's id, the bitrates and the paths; one that
+    cannot be read or does not add up is reported and coded again."""
+    key = json.dumps([codec_id.hex(), [float(b) for b in bitrates], [str(p) for p in paths]])
+    path = cache / f"coded-{codec_id.hex()[:8]}-{hashlib.sha1(key.encode()).hexdigest()[:16]}.npz"
+    if path.is_file():
+        try:
+            corpus = _load_corpus(path, bitrates)
+            log(f"{path}: {len(corpus.clean)} coded files from the cache")
+            return corpus
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+            log(f"{path}: unreadable cache ({e}); coding again")
+    corpus = code_corpus(model, paths, bitrates, log)
+    cache.mkdir(parents=True, exist_ok=True)
+    lengths = np.array([len(x) for x in corpus.clean], dtype=np.int64)
+    arrays = {"lengths": lengths, "clean": np.concatenate(corpus.clean)}
+    for i, b in enumerate(bitrates):
+        arrays[f"decoded{i}"] = np.concatenate(corpus.decoded[b])
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+    return corpus
+
+
+def _load_corpus(path: Path, bitrates: Sequence[float]) -> CodedCorpus:
+    with np.load(path, allow_pickle=False) as data:
+        lengths = data["lengths"]
+        ends = np.cumsum(lengths)[:-1]
+        arrays = [data["clean"]] + [data[f"decoded{i}"] for i in range(len(bitrates))]
+    if lengths.ndim != 1 or (lengths < 0).any():
+        raise ValueError("bad lengths")
+    for a in arrays:
+        if a.dtype != np.int16 or a.shape != (int(lengths.sum()),):
+            raise ValueError("the audio does not match its lengths")
+    clean, *decoded = (np.split(a, ends) for a in arrays)
+    return CodedCorpus(clean, dict(zip(bitrates, decoded, strict=True)))
+
+
 def compressed_spectral_loss(
     estimate: torch.Tensor, target: torch.Tensor, power: float = COMPRESSION
 ) -> torch.Tensor:
@@ -140,8 +196,12 @@ class _Crops:
         return torch.from_numpy(clean), torch.from_numpy(decoded)
 
 
-def _step_loss(pf: PostFilter, clean: torch.Tensor, decoded: torch.Tensor) -> torch.Tensor:
+def _step_loss(
+    pf: PostFilter, clean: torch.Tensor, decoded: torch.Tensor, resynthesis: bool = False
+) -> torch.Tensor:
     target = pf.frames(clean).abs()
+    if resynthesis:
+        return compressed_spectral_loss(pf.frames(pf(decoded)).abs(), target)
     return compressed_spectral_loss(pf.apply_gains(pf.frames(decoded).abs()), target)
 
 
@@ -194,7 +254,7 @@ def train_postfilter(
         for group in opt.param_groups:
             group["lr"] = training.learning_rate * warm * cosine
         clean, decoded = crops.batch(training.batch_size)
-        loss = _step_loss(pf, clean.to(device), decoded.to(device))
+        loss = _step_loss(pf, clean.to(device), decoded.to(device), training.resynthesis)
         if not torch.isfinite(loss):
             raise CodecError(f"postfilter training diverged at step {step} (loss {loss.item()})")
         opt.zero_grad(set_to_none=True)

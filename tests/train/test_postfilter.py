@@ -19,6 +19,7 @@ from codec.models.postfilter import PostFilter
 from codec.train.postfilter import (
     CodedCorpus,
     PostFilterTraining,
+    cached_code_corpus,
     code_corpus,
     evaluate,
     train_postfilter,
@@ -35,13 +36,23 @@ def muffled_corpus(n: int = 4) -> CodedCorpus:
     return CodedCorpus(clean, {6.0: [(x // 2).astype(np.int16) for x in clean]})
 
 
-def test_training_learns_to_undo_a_lost_level():
+HALF = PostFilterConfig(n_fft=64, hop_length=32, channels=8, dilations=(1, 2))
+
+
+@pytest.mark.parametrize(
+    ("config", "resynthesis"),
+    [(SMALL, False), (HALF, False), (HALF, True)],
+    ids=["75%", "50%", "50%-rs"],
+)
+def test_training_learns_to_undo_a_lost_level(config, resynthesis):
     corpus = muffled_corpus()
-    training = PostFilterTraining(bitrates=(6.0,), steps=150, batch_size=4, segment_frames=16)
-    pf, metrics = train_postfilter(corpus, corpus, SMALL, training, log=lambda s: None)
+    training = PostFilterTraining(
+        bitrates=(6.0,), steps=150, batch_size=4, segment_frames=16, resynthesis=resynthesis
+    )
+    pf, metrics = train_postfilter(corpus, corpus, config, training, log=lambda s: None)
     assert metrics["valid_loss_6kbps"] < 0.5 * metrics["valid_loss_6kbps_unfiltered"]
     assert metrics["steps"] == 150
-    assert evaluate(PostFilter(SMALL).eval(), corpus)["valid_loss_6kbps"] == pytest.approx(
+    assert evaluate(PostFilter(config).eval(), corpus)["valid_loss_6kbps"] == pytest.approx(
         metrics["valid_loss_6kbps_unfiltered"]
     )
 
@@ -74,6 +85,34 @@ def test_code_corpus_codes_every_file_at_every_bitrate(tiny_model_dir, tmp_path)
         2.0: [4800, 11200],
     }
     assert any("bad.wav" in line for line in logs)
+
+
+def test_a_cached_corpus_is_coded_once_and_recoded_when_unreadable(tiny_model_dir, tmp_path):
+    paths = [tmp_path / f"{i}.wav" for i in range(2)]
+    for i, path in enumerate(paths):
+        save_audio(path, tone(0.3 + 0.2 * i, seed=i), 16000)
+    model = pretrained.load(tiny_model_dir)
+    model_id, cache = pretrained.id_of(model), tmp_path / "cache"
+
+    def coded() -> tuple[CodedCorpus, list[str]]:
+        logs: list[str] = []
+        return cached_code_corpus(model, paths, (1.0, 2.0), cache, model_id, logs.append), logs
+
+    first, logs = coded()
+    assert not any("cache" in line for line in logs)
+    again, logs = coded()
+    assert any("from the cache" in line for line in logs)
+    for a, b in zip(
+        [first.clean, *first.decoded.values()], [again.clean, *again.decoded.values()], strict=True
+    ):
+        assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    (stored,) = cache.glob("*.npz")
+    stored.write_bytes(stored.read_bytes()[:100])  # truncated
+    recoded, logs = coded()
+    assert any("unreadable cache" in line for line in logs)
+    assert [len(x) for x in recoded.clean] == [len(x) for x in first.clean]
+    other = cached_code_corpus(model, paths[:1], (1.0, 2.0), cache, model_id, lambda _: None)
+    assert len(other.clean) == 1 and len(list(cache.glob("*.npz"))) == 2
 
 
 def with_postfilter(model_dir, tmp_path, codec_id: bytes | None = None):
@@ -132,10 +171,13 @@ def test_cli_trains_a_postfilter_that_decode_then_uses(tiny_model_dir, tmp_path,
     result = runner.invoke(
         app,
         ["postfilter", "train", str(model), str(data), "--out", str(tmp_path / "pf"),
-         "--steps", "3", "--batch-size", "2", "--bitrates", "2"],
+         "--steps", "3", "--batch-size", "2", "--bitrates", "2", "--hop-length", "256",
+         "--cache", str(tmp_path / "cache")],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "valid_loss_2kbps" in result.output
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 2  # the train and valid splits
+    assert pretrained.load_postfilter_files(tmp_path / "pf").config.hop_length == 256
     for name in ("postfilter.safetensors", "postfilter.json"):
         shutil.copy(tmp_path / "pf" / name, model / name)
     codes = tmp_path / "x.codes"
@@ -157,6 +199,7 @@ def test_cli_trains_a_postfilter_that_decode_then_uses(tiny_model_dir, tmp_path,
         (["--bitrates", "six"], "--bitrates"),
         (["--steps", "0"], "steps"),
         (["--n-fft", "510", "--bitrates", "2"], "n_fft"),
+        (["--hop-length", "100", "--bitrates", "2"], "n_fft"),
         (["--device", "tpu"], "--device"),
         (["--seconds", "-1"], "seconds"),
     ],
