@@ -51,7 +51,7 @@ def train_command(
         bool,
         typer.Option(
             help="Score the filtered audio (overlap-added and framed again), not the "
-            "gained spectra: slower to train, truer at 50% overlap."
+            "gained spectra: a quarter slower to train (no better so far, docs/postfilter.md)."
         ),
     ] = False,
     seed: Annotated[int, typer.Option(help="Seed of the weights and the crops.")] = 0,
