@@ -115,7 +115,10 @@ def train_command(
             rates,
             steps,
             batch_size,
-            segment_frames=max(1, 16384 // hop),  # crops of about 1 s at 16 kHz
+            # crops as long as at the default hop (about 1 s at 16 kHz), whatever the hop
+            segment_frames=max(
+                1, PostFilterTraining.segment_frames * PostFilterConfig.hop_length // hop
+            ),
             seed=seed,
             seconds=seconds,
             resynthesis=resynthesis,

@@ -60,8 +60,10 @@ class PostFilter(nn.Module):
         if config.overlap == 2:  # analysis and synthesis sqrt-Hann: their product sums to 1
             window = window.sqrt()
         self.register_buffer("window", window, persistent=False)
-        # What the overlapping squared windows sum to: 1.5 for Hann at 75%, 1 at 50%.
-        self.ola_gain = float((window**2).sum() / config.hop_length)
+        # Divided by what the overlapping squared windows sum to (1.5 for Hann at 75%,
+        # 1 at 50%), so that analysis, synthesis and overlap-add give back the input.
+        ola_gain = (window**2).sum() / config.hop_length
+        self.register_buffer("synthesis_window", window / ola_gain, persistent=False)
 
     def gains(self, magnitudes: torch.Tensor) -> torch.Tensor:
         """Log10 gain per bin and frame, each frame seeing only itself and earlier ones."""
@@ -97,8 +99,7 @@ class PostFilter(nn.Module):
         """Windowed inverse FFTs of `[B, bins, F]`, overlap-added: `[B, (F - 1) H + N]`.
         Only samples covered by `overlap` frames are complete."""
         n, h, r = self.config.n_fft, self.config.hop_length, self.config.overlap
-        frames = torch.fft.irfft(spectra.transpose(1, 2), n=n, dim=-1)
-        frames = frames * (self.window / self.ola_gain)
+        frames = torch.fft.irfft(spectra.transpose(1, 2), n=n, dim=-1) * self.synthesis_window
         b, f = frames.shape[:2]
         # Hop-long pieces: output hop k is the sum of piece j of frame k - j, j < r.
         pieces = nn.functional.pad(frames.reshape(b, f, r, h), (0, 0, 0, 0, r - 1, r - 1))
