@@ -186,7 +186,7 @@ class LossConfig:
     """Loss weights and the adversarial set-up.
 
     With `balancer` on, the weights of the losses on the decoded audio (mel, stft,
-    waveform, adversarial, feature) are fractions of the gradient they contribute
+    compressed, waveform, adversarial, feature) are fractions of the gradient they contribute
     (EnCodec's balancer); otherwise they multiply the losses. `commitment` always
     multiplies the commitment loss. `adversarial` or `feature` > 0 trains a
     `discriminator` ("msstft", "mpd" or "msstft+mpd"), from step `adversarial_start`.
@@ -194,11 +194,13 @@ class LossConfig:
     does not yet see it: with the balancer on, a critic that starts from scratch is
     otherwise fooled from its first step and stays at chance (docs/model-zoo.md).
     `waveform_cutoff` > 0 (Hz) low-passes the waveform L1's error, so that term
-    anchors only the bands below it; 0 compares the full band.
+    anchors only the bands below it; 0 compares the full band. `compressed` weighs the
+    MSE of power-law compressed STFT magnitudes (`|X|^0.3`), the postfilter's loss.
     """
 
     mel: float = 1.0
     stft: float = 0.0
+    compressed: float = 0.0
     waveform: float = 0.1
     waveform_cutoff: float = 0.0
     commitment: float = 1.0

@@ -39,7 +39,8 @@ def model_card(name: str, recipe: Recipe, state: dict[str, Any]) -> str:
     """A model card (README.md) that says what was trained, on what, and how well."""
     m, d, losses = recipe.model, recipe.data, recipe.losses
     kbps = m.n_codebooks * m.kbps_per_codebook
-    used = [k for k in ("mel", "stft", "waveform", "adversarial", "feature") if getattr(losses, k)]
+    names = ("mel", "stft", "compressed", "waveform", "adversarial", "feature")
+    used = [k for k in names if getattr(losses, k)]
     if losses.waveform and losses.waveform_cutoff:
         used[used.index("waveform")] = f"waveform below {losses.waveform_cutoff:g} Hz"
     valid = state.get("valid") or {}

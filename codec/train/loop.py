@@ -41,6 +41,7 @@ from codec.train.discriminators import build_discriminator
 from codec.train.logger import TrainLogger
 from codec.train.losses import (
     AdversarialLoss,
+    CompressedSpectralLoss,
     FeatureMatchingLoss,
     MultiResolutionSTFTLoss,
     MultiScaleMelLoss,
@@ -49,7 +50,7 @@ from codec.train.losses import (
 from codec.train.manifest import recipe_entries
 from codec.train.validate import validate
 
-RECONSTRUCTION = ("mel", "stft", "waveform")
+RECONSTRUCTION = ("mel", "stft", "compressed", "waveform")
 # A wall-clock budget (`schedule.seconds`) is fitted from the rate of this many steps,
 # timed after this many untimed ones (compilation, cuDNN autotuning, the critic's start).
 CALIBRATE_STEPS = 20
@@ -193,6 +194,7 @@ class Trainer:
         loss_modules: dict[str, nn.Module] = {
             "mel": MultiScaleMelLoss(sr),
             "stft": MultiResolutionSTFTLoss(),
+            "compressed": CompressedSpectralLoss(),
             "waveform": WaveformL1(r.losses.waveform_cutoff, sr),
         }
         self.losses = {k: m.to(self.device) for k, m in loss_modules.items()}

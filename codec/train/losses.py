@@ -1,9 +1,11 @@
-"""Losses for codec training: reconstruction (mel, STFT, waveform) and adversarial.
+"""Losses for codec training: reconstruction (mel, STFT, compressed
+magnitudes, waveform) and adversarial.
 
 The multi-scale mel loss compares log-mel spectrograms at several window sizes, so both
 fine time detail (short windows) and pitch harmonics (long windows) are penalised; it
 follows DAC's `MelSpectrogramLoss` (windows 32..2048, L1 on log10 magnitudes). The
-multi-resolution STFT loss is Parallel WaveGAN's (Yamamoto et al. 2020). The hinge
+multi-resolution STFT loss is Parallel WaveGAN's (Yamamoto et al. 2020). The power-law
+compressed magnitude loss is Braun and Tashev's (2021). The hinge
 adversarial loss and the relative feature-matching loss follow EnCodec (Défossez et al.
 2022, section 3.4).
 
@@ -140,6 +142,50 @@ class MultiResolutionSTFTLoss(nn.Module):
             log_l1 = (sy.log() - sx.log()).abs().mean()
             loss = loss + convergence + log_l1
         return loss / len(self.resolutions)
+
+
+class CompressedSpectralLoss(nn.Module):
+    """Mean squared error of power-law compressed STFT magnitudes, over resolutions.
+
+    Per resolution: `mean (|S_y|^c - |S_x|^c)^2` with `c` = 0.3 (Braun and Tashev 2021,
+    the loss of the speech-enhancement comparison that scored best in PESQ). Compression
+    weighs bins as loudness does: a log loss (the STFT loss above) weighs the near-silent
+    bins as much as the harmonics, a linear one only the loudest bins. On the postfilter
+    it gained 0.16 PESQ-WB where log magnitudes gained 0.02 (docs/model-zoo.md); this
+    puts the same objective on the codec's own output.
+
+    Args:
+        fft_sizes: Hann windows of these sizes, hop a quarter of each.
+        compression: the exponent `c`.
+        eps: added to the magnitudes, so the power's gradient is finite at silence.
+    Shapes: `[B, 1, T]` or `[B, T]` for both inputs -> scalar.
+    """
+
+    def __init__(
+        self,
+        fft_sizes: tuple[int, ...] = (256, 512, 1024),
+        compression: float = 0.3,
+        eps: float = 1e-5,
+    ) -> None:
+        super().__init__()
+        if not fft_sizes or not 0 < compression <= 1:
+            raise ConfigError("the compressed loss needs FFT sizes and 0 < compression <= 1")
+        self.fft_sizes = tuple(fft_sizes)
+        self.compression, self.eps = compression, eps
+        for n_fft in self.fft_sizes:
+            self.register_buffer(f"window{n_fft}", torch.hann_window(n_fft), persistent=False)
+
+    def forward(self, estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        x, y = _flatten(estimate), _flatten(target)
+        loss = x.new_zeros((), dtype=torch.float32)
+        for n_fft in self.fft_sizes:
+            window = getattr(self, f"window{n_fft}")
+            sx, sy = (
+                (float32_stft(w, n_fft, n_fft // 4, window).abs() + self.eps) ** self.compression
+                for w in (x, y)
+            )
+            loss = loss + (sx - sy).square().mean()
+        return loss / len(self.fft_sizes)
 
 
 def waveform_l1(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

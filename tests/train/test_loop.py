@@ -336,6 +336,14 @@ def test_a_low_passed_waveform_term_trains_and_is_named_on_the_card(audio_folder
     assert "waveform below 1500 Hz" in card
 
 
+def test_the_compressed_magnitude_loss_trains_and_is_named_on_the_card(audio_folder, tmp_path):
+    recipe = tiny_recipe(audio_folder, "schedule.steps=2", "losses.compressed=1")
+    result = train(recipe, tmp_path / "run")
+    assert result.step == 2
+    card = model_card("mine", recipe, load_checkpoint(tmp_path / "run" / "checkpoint.pt"))
+    assert "compressed" in card
+
+
 def test_unknown_recipe_key_is_named(tmp_path):
     result = runner.invoke(app, ["train", str(FOLDER_RECIPE), "optim.lerning_rate=1"])
     assert result.exit_code == 1

@@ -1,6 +1,6 @@
-"""Training objectives and helpers: multi-scale mel and multi-resolution STFT losses,
-waveform L1, adversarial and feature-matching losses, the learning-rate schedule and
-checkpoints."""
+"""Training objectives and helpers: multi-scale mel, multi-resolution STFT and
+compressed-magnitude losses, waveform L1, adversarial and feature-matching losses, the
+learning-rate schedule and checkpoints."""
 
 import math
 
@@ -12,6 +12,7 @@ from codec.train.checkpoint import load_checkpoint, save_checkpoint
 from codec.train.loop import cosine_with_warmup
 from codec.train.losses import (
     AdversarialLoss,
+    CompressedSpectralLoss,
     FeatureMatchingLoss,
     MultiResolutionSTFTLoss,
     MultiScaleMelLoss,
@@ -186,6 +187,48 @@ def test_stft_loss_accepts_bf16_under_autocast(stft_loss):
     with torch.autocast("cpu", dtype=torch.bfloat16):
         loss = stft_loss((tone() + 0.05 * white()).bfloat16(), tone().bfloat16())
     assert loss.dtype == torch.float32 and loss > 0
+
+
+# Compressed-magnitude loss ------------------------------------------------------------
+
+
+def two_tones(loud: float, quiet: float, length: int = 4096) -> torch.Tensor:
+    """500 Hz at amplitude `loud` and 3 kHz at `quiet`, `[1, 1, T]`."""
+    t = torch.arange(length) / SR
+    wave = loud * torch.sin(2 * math.pi * 500 * t) + quiet * torch.sin(2 * math.pi * 3000 * t)
+    return wave[None, None]
+
+
+def test_compressed_loss_is_zero_for_identical_audio_and_grows_with_distortion():
+    loss = CompressedSpectralLoss()
+    assert loss(tone(), tone()) == 0
+    assert 0 < loss(tone() + 0.01 * white(), tone()) < loss(tone() + 0.1 * white(), tone())
+
+
+def test_compressed_loss_weighs_a_quiet_harmonic_as_loudness_does():
+    """A partial 20 dB down costs about (10^-0.3)^2 = 1/4 of a loud one when it goes
+    missing: a squared error of magnitudes would make it 1/100, a log loss the same."""
+    loss = CompressedSpectralLoss(fft_sizes=(512,))
+    target = two_tones(0.5, 0.05)
+    lose_quiet = loss(two_tones(0.5, 0.0), target)
+    lose_loud = loss(two_tones(0.0, 0.05), target)
+    assert 0.15 < lose_quiet / lose_loud < 0.4
+
+
+@pytest.mark.parametrize("level", [0.0, 1e-6])
+def test_compressed_loss_gives_finite_gradients_from_silence(level):
+    """Finite at exact silence (where a magnitude has no direction to grow in) and
+    pulling towards the target from a whisper."""
+    estimate = (level * white()).expand(2, 1, -1).clone().requires_grad_(True)
+    CompressedSpectralLoss()(estimate, tone().expand(2, 1, -1)).backward()
+    assert torch.isfinite(estimate.grad).all()
+    assert (estimate.grad.abs().sum() > 0) == (level > 0)
+
+
+@pytest.mark.parametrize("kwargs", [{"fft_sizes": ()}, {"compression": 0.0}, {"compression": 2.0}])
+def test_compressed_loss_rejects_a_bad_shape(kwargs):
+    with pytest.raises(ConfigError, match="compressed loss"):
+        CompressedSpectralLoss(**kwargs)
 
 
 # Adversarial losses ------------------------------------------------------------------
