@@ -134,7 +134,15 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    models = [pretrained.load(name) for name in args.model or [pretrained.DEFAULT_MODEL]]
+    sources = args.model or [pretrained.DEFAULT_MODEL]
+    models = [pretrained.load(name) for name in sources]
+    # Rows are keyed by label: two folders both called `model` (runs/*/model) would
+    # otherwise sum into one row. Such models are labelled by the path given instead.
+    model_names = [m.name for m in models]
+    labels = [
+        n if model_names.count(n) == 1 else src for n, src in zip(model_names, sources, strict=True)
+    ]
+    width = max(28, 14 + max(map(len, labels)))  # the row labels add up to 14 characters
     rate = models[0].sample_rate
     if any(m.sample_rate != rate for m in models):
         ap.error("the models must share one sample rate")
@@ -148,15 +156,15 @@ def main() -> None:
     def outputs(wav: np.ndarray) -> Iterator[tuple[str, torch.Tensor]]:
         """Each system's output for `wav`, `[T]`, labelled."""
         x = torch.from_numpy(wav)
-        for model in models:
+        for model, name in zip(models, labels, strict=True):
             n_q = model.n_codebooks_for(args.bitrate)
             padded = torch.nn.functional.pad(x, (0, -len(x) % model.hop_length))
             latents = model.encoder(padded[None, None])
             coded = model.decoder(model.quantizer.decode(model.quantizer.encode(latents, n_q)))
-            yield f"{model.name} {args.bitrate:g} kbps", coded[0, 0, : len(x)]
+            yield f"{name} {args.bitrate:g} kbps", coded[0, 0, : len(x)]
             if (pf := pretrained.load_postfilter(model)) is not None:
-                yield f"{model.name} + postfilter", pf(coded[0, :, : len(x)])[0]
-            yield f"{model.name} unquantised", model.decoder(latents)[0, 0, : len(x)]
+                yield f"{name} + postfilter", pf(coded[0, :, : len(x)])[0]
+            yield f"{name} unquantised", model.decoder(latents)[0, 0, : len(x)]
         for baseline in baselines:
             yield baseline.name, torch.from_numpy(baseline.run(wav, rate).decoded)
 
@@ -197,27 +205,27 @@ def main() -> None:
                     y = y.numpy()
                     row[column].append((pesq_wb(wav, y, rate), stoi(wav, y, rate)))
     names = [f"{lo}-{hi}" for lo, hi in zip(EDGES, EDGES[1:], strict=False)]
-    print(f"{'':28s}" + "".join(f"{n:>11s}" for n in names))
+    print(f"{'':{width}s}" + "".join(f"{n:>11s}" for n in names))
     for label, error in errors.items():
         snr = 10 * torch.log10(energy / error)
-        print(f"{label:28s}" + "".join(f"{v:11.1f}" for v in snr.tolist()))
+        print(f"{label:{width}s}" + "".join(f"{v:11.1f}" for v in snr.tolist()))
     share = (energy / energy.sum()).tolist()
-    print(f"{'energy share of the input':28s}" + "".join(f"{100 * v:10.1f}%" for v in share))
+    print(f"{'energy share of the input':{width}s}" + "".join(f"{100 * v:10.1f}%" for v in share))
     print("\nlevel of the output against the input (dB)")
     for label, level in levels.items():
         db = 10 * torch.log10(level / energy)
-        print(f"{label:28s}" + "".join(f"{v:11.1f}" for v in db.tolist()))
+        print(f"{label:{width}s}" + "".join(f"{v:11.1f}" for v in db.tolist()))
     print(f"\nlog level / mean absolute log difference (dB), bins above peak - {FLOOR_DB:g} dB")
-    print(f"{'':28s}" + "".join(f"{n:>13s}" for n in names))
+    print(f"{'':{width}s}" + "".join(f"{n:>13s}" for n in names))
     for label, (bias, size, count) in logs.items():
         cells = [f"{b:.1f} / {a:.1f}" for b, a in zip(bias / count, size / count, strict=True)]
-        print(f"{label:28s}" + "".join(f"{c:>13s}" for c in cells))
+        print(f"{label:{width}s}" + "".join(f"{c:>13s}" for c in cells))
     if scores:
         print("\nPESQ-WB / STOI, as is and with each band's magnitudes from the input (Hz)")
-        print(f"{'':28s}" + "".join(f"{c:>15s}" for c in columns))
+        print(f"{'':{width}s}" + "".join(f"{c:>15s}" for c in columns))
         for label, row in scores.items():
             means = [np.nanmean(np.array(row[c]), axis=0) for c in columns]
-            print(f"{label:28s}" + "".join(f"{p:9.2f} {s:.3f}" for p, s in means))
+            print(f"{label:{width}s}" + "".join(f"{p:9.2f} {s:.3f}" for p, s in means))
 
 
 if __name__ == "__main__":
