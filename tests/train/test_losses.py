@@ -207,7 +207,7 @@ def test_compressed_loss_is_zero_for_identical_audio_and_grows_with_distortion()
 
 def test_compressed_loss_weighs_a_quiet_harmonic_as_loudness_does():
     """A partial 20 dB down costs about (10^-0.3)^2 = 1/4 of a loud one when it goes
-    missing: a squared error of magnitudes would make it 1/100, a log loss the same."""
+    missing: a squared error of magnitudes would make it 1/100, a log loss about 1."""
     loss = CompressedSpectralLoss(fft_sizes=(512,))
     target = two_tones(0.5, 0.05)
     lose_quiet = loss(two_tones(0.5, 0.0), target)
@@ -223,6 +223,16 @@ def test_compressed_loss_gives_finite_gradients_from_silence(level):
     CompressedSpectralLoss()(estimate, tone().expand(2, 1, -1)).backward()
     assert torch.isfinite(estimate.grad).all()
     assert (estimate.grad.abs().sum() > 0) == (level > 0)
+
+
+def test_compressed_loss_under_bf16_autocast_matches_float32():
+    """The GPU recipes train under bf16 autocast; the spectra stay in float32."""
+    loss = CompressedSpectralLoss()
+    noisy, clean = tone() + 0.05 * white(), tone()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = loss(noisy, clean)
+    assert mixed.dtype == torch.float32
+    assert mixed.item() == pytest.approx(loss(noisy, clean).item(), rel=1e-5)
 
 
 @pytest.mark.parametrize("kwargs", [{"fft_sizes": ()}, {"compression": 0.0}, {"compression": 2.0}])
