@@ -144,6 +144,17 @@ class MultiResolutionSTFTLoss(nn.Module):
         return loss / len(self.resolutions)
 
 
+COMPRESSION = 0.3
+
+
+def compressed_spectral_loss(
+    estimate: torch.Tensor, target: torch.Tensor, power: float = COMPRESSION
+) -> torch.Tensor:
+    """`mean (E^c - T^c)^2` of two magnitude spectrograms, `c = power` (the postfilter's
+    loss, and `CompressedSpectralLoss`'s at each resolution)."""
+    return (estimate.clamp_min(1e-8) ** power - target.clamp_min(1e-8) ** power).square().mean()
+
+
 class CompressedSpectralLoss(nn.Module):
     """Mean squared error of power-law compressed STFT magnitudes, over resolutions.
 
@@ -164,7 +175,7 @@ class CompressedSpectralLoss(nn.Module):
     def __init__(
         self,
         fft_sizes: tuple[int, ...] = (256, 512, 1024),
-        compression: float = 0.3,
+        compression: float = COMPRESSION,
         eps: float = 1e-5,
     ) -> None:
         super().__init__()
@@ -180,11 +191,8 @@ class CompressedSpectralLoss(nn.Module):
         loss = x.new_zeros((), dtype=torch.float32)
         for n_fft in self.fft_sizes:
             window = getattr(self, f"window{n_fft}")
-            sx, sy = (
-                (float32_stft(w, n_fft, n_fft // 4, window).abs() + self.eps) ** self.compression
-                for w in (x, y)
-            )
-            loss = loss + (sx - sy).square().mean()
+            sx, sy = (float32_stft(w, n_fft, n_fft // 4, window).abs() + self.eps for w in (x, y))
+            loss = loss + compressed_spectral_loss(sx, sy, self.compression)
         return loss / len(self.fft_sizes)
 
 

@@ -32,8 +32,8 @@ from codec.errors import CodecError
 from codec.models.codec import CodecModel
 from codec.models.postfilter import PostFilter
 from codec.train.loop import CALIBRATE_AFTER, CALIBRATE_STEPS
+from codec.train.losses import compressed_spectral_loss
 
-COMPRESSION = 0.3
 # A wall-clock budget is fitted to the rate between these steps, after the first steps'
 # start-up costs (CUDA's initialisation, cuDNN's autotuning), as the codec trainer's is.
 TIMED_STEPS = (CALIBRATE_AFTER, CALIBRATE_AFTER + CALIBRATE_STEPS)
@@ -163,13 +163,6 @@ def _load_corpus(path: Path, bitrates: Sequence[float]) -> CodedCorpus:
             raise ValueError("the audio does not match its lengths")
     clean, *decoded = (np.split(a, ends) for a in arrays)
     return CodedCorpus(clean, dict(zip(bitrates, decoded, strict=True)))
-
-
-def compressed_spectral_loss(
-    estimate: torch.Tensor, target: torch.Tensor, power: float = COMPRESSION
-) -> torch.Tensor:
-    """`mean (E^c - T^c)^2` of two magnitude spectrograms, `c = power`."""
-    return (estimate.clamp_min(1e-8) ** power - target.clamp_min(1e-8) ** power).square().mean()
 
 
 class _Crops:
