@@ -102,6 +102,15 @@ def train(
         distributed.cleanup()
 
 
+def _override(value: object) -> str:
+    """`value` as a command-line override writes it: `[2,4,5,8]`, `16`, `null`."""
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_override(v) for v in value) + "]"
+    if value is None:
+        return "null"
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
 class Trainer:
     """The state of one training process: models, optimisers, data and logging."""
 
@@ -213,11 +222,17 @@ class Trainer:
         # The recipe may drop residual units of the outermost stages (a faster model).
         free = (*TRAINING_ONLY, "outer_dilations")
         kept = {f: getattr(self.recipe.model, f) for f in free}
+        wanted = dataclasses.replace(start.config, **kept)
+        fix = " ".join(
+            f"model.{f.name}={_override(getattr(wanted, f.name))}"
+            for f in dataclasses.fields(wanted)
+            if getattr(wanted, f.name) != getattr(self.recipe.model, f.name)
+        )
         error = CodecError(
             f"init_from {source}: its architecture differs from the recipe's model "
-            "(set model.* to the values in its config.json)"
+            f"(add {fix or 'the model.* values of its config.json'})"
         )
-        if dataclasses.replace(start.config, **kept) != self.recipe.model:
+        if fix:
             raise error
         try:
             transfer_weights(start, self.model)

@@ -4,6 +4,7 @@ codec, half-second crops and a handful of steps."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -181,9 +182,18 @@ def test_a_fresh_run_can_start_from_an_exported_model(audio_folder, tmp_path):
 def test_starting_from_a_model_of_another_shape_is_a_one_line_error(audio_folder, tmp_path):
     train(tiny_recipe(audio_folder, "schedule.steps=2"), tmp_path / "first")
     runner.invoke(app, ["export", str(tmp_path / "first"), str(tmp_path / "stage1")])
-    wider = tiny_recipe(audio_folder, f"init_from={tmp_path / 'stage1'}", "model.channels=8")
-    with pytest.raises(CodecError, match="architecture differs"):
-        Trainer(wider, tmp_path / "second", distributed.setup("cpu"))
+    trained = json.loads((tmp_path / "stage1" / "config.json").read_text())
+    other = tiny_recipe(
+        audio_folder,
+        f"init_from={tmp_path / 'stage1'}",
+        f"model.channels={2 * trained['channels']}",
+        "model.ratios=[5,4]",
+    )
+    with pytest.raises(CodecError, match="architecture differs") as raised:
+        Trainer(other, tmp_path / "second", distributed.setup("cpu"))
+    # The message names the overrides that match the exported model, ready to paste.
+    ratios = ",".join(map(str, trained["ratios"]))
+    assert f"model.channels={trained['channels']} model.ratios=[{ratios}])" in str(raised.value)
     missing = tiny_recipe(audio_folder, f"init_from={tmp_path / 'nowhere'}")
     with pytest.raises(CodecError, match="not found"):
         Trainer(missing, tmp_path / "third", distributed.setup("cpu"))
