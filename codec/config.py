@@ -524,7 +524,8 @@ class PriorTrainSection:
     Each step takes `batch_size` random crops of `seq_frames` frames (plus one frame of
     context) from the training files laid end to end, BOS frames between files. With
     probability `codebook_dropout` a crop keeps only its first n < Q codebooks (n
-    uniform), so that one prior codes every bitrate.
+    uniform), so that one prior codes every bitrate. `device` is where the prior trains
+    ("auto": CUDA when available); the codes are extracted on the CPU either way.
     """
 
     steps: int = 3000
@@ -539,10 +540,13 @@ class PriorTrainSection:
     checkpoint_every: int = 250
     valid_every: int = 500
     seed: int = 0
+    device: str = "auto"
 
     def __post_init__(self) -> None:
         if min(self.steps, self.batch_size, self.seq_frames) < 1:
             raise ConfigError("train.steps, batch_size and seq_frames must be >= 1")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(f"train.device: expected auto, cpu or cuda, got {self.device!r}")
         if not 0.0 <= self.codebook_dropout <= 1.0:
             raise ConfigError("train.codebook_dropout must be in [0, 1]")
         if min(self.log_every, self.checkpoint_every, self.valid_every) < 1:

@@ -152,6 +152,7 @@ def evaluate(model: CodePrior, codes: np.ndarray, seq_frames: int, batch_size: i
     (one per codebook) and the number of `tokens` scored.
     """
     model.eval()
+    device = next(model.parameters()).device
     q = codes.shape[0]
     nats = torch.zeros(q, dtype=torch.float64)
     count = torch.zeros(q, dtype=torch.float64)
@@ -162,13 +163,13 @@ def evaluate(model: CodePrior, codes: np.ndarray, seq_frames: int, batch_size: i
         batch = np.full((len(windows), q, length), model.config.bos, dtype=np.int64)
         for j, w in enumerate(windows):
             batch[j, :, : w.shape[1]] = w
-        x = torch.from_numpy(batch)
-        mask = torch.ones(x.shape[0], length, dtype=torch.bool)
+        x = torch.from_numpy(batch).to(device)
+        mask = torch.ones(x.shape[0], length, dtype=torch.bool, device=device)
         mask[:, 0] = False
         keep = model.counted(x, None, mask)
         nll = model.token_nll(x) * keep
-        nats += nll.sum((0, 1)).double()
-        count += keep.sum((0, 1)).double()
+        nats += nll.sum((0, 1)).double().cpu()
+        count += keep.sum((0, 1)).double().cpu()
     per_q = (nats / count.clamp(min=1) / math.log(2)).tolist()
     total = float(nats.sum() / count.sum().clamp(min=1) / math.log(2))
     model.train()
@@ -195,6 +196,7 @@ def train_prior(
     Refuses a non-empty `out_dir` unless `resume`. Returns the validation metrics.
     """
     out, t = Path(out_dir), recipe.train
+    device = _device(t.device)
     state = resume_state(out, recipe, resume)
     codec = pretrained.load(recipe.codes.codec)
     data = PriorData(recipe, codec, note=log)
@@ -203,7 +205,7 @@ def train_prior(
         f"of {recipe.model.n_codebooks} codebooks"
     )
     torch.manual_seed(t.seed)
-    model = CodePrior(recipe.model)
+    model = CodePrior(recipe.model).to(device)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
     opt = torch.optim.AdamW(
@@ -220,7 +222,7 @@ def train_prior(
         opt.load_state_dict(state["optimizer"])
         step, best = state["step"], state.get("best")
         log(f"resumed at step {step}")
-    log(f"prior: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters")
+    log(f"prior: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters on {device}")
     model.train()
     start, losses = time.perf_counter(), []
     while step < t.steps:
@@ -228,7 +230,7 @@ def train_prior(
         for group in opt.param_groups:
             group["lr"] = lr
         b = data.batch(step)
-        loss = model.loss(b.codes, b.n_q, b.mask)
+        loss = model.loss(b.codes.to(device), b.n_q.to(device), b.mask.to(device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
@@ -255,6 +257,13 @@ def train_prior(
     metrics["best"] = best
     write_bytes_atomic(out / METRICS, (json.dumps(metrics, indent=2) + "\n").encode())
     return metrics
+
+
+def _device(name: str) -> torch.device:
+    """`train.device` as a torch device: "auto" is CUDA when there is one."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise CodecError("train.device=cuda: no CUDA device is available")
+    return torch.device("cuda" if name != "cpu" and torch.cuda.is_available() else "cpu")
 
 
 def _keep_best(

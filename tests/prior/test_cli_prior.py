@@ -140,3 +140,25 @@ def test_a_run_hands_over_its_best_validation_step(tmp_path, model_with_prior) -
     stored = json.loads((tmp_path / "run" / "prior.json").read_text())["metrics"]
     assert stored["steps"] == best["steps"]
     assert stored["bits_per_token"] == pytest.approx(best["bits_per_token"])
+
+
+def test_the_prior_trains_where_train_device_says(tmp_path, model_with_prior) -> None:
+    import torch
+
+    from codec.config import load_prior_recipe
+    from codec.errors import ConfigError
+    from codec.train.prior import train_prior
+
+    recipe = model_with_prior.parent / "prior.yaml"
+    logs: list[str] = []
+    train_prior(
+        load_prior_recipe(recipe, ["train.steps=2", "train.device=cpu"]),
+        tmp_path / "cpu",
+        log=logs.append,
+    )
+    assert any(line.endswith("parameters on cpu") for line in logs)
+    with pytest.raises(ConfigError, match="train.device"):
+        load_prior_recipe(recipe, ["train.device=tpu"])
+    if not torch.cuda.is_available():  # a machine without CUDA says so in one line
+        r = codec("prior", "train", recipe, "train.device=cuda", "--out", tmp_path / "gpu")
+        assert r.exit_code == 1 and "no CUDA device" in r.output

@@ -64,3 +64,30 @@ def test_one_call_trains_the_model_on_and_a_postfilter_for_it(tmp_path):
     meta = json.loads((out / "postfilter.json").read_text())
     assert meta["codec_model_id"] == pretrained.id_of(model).hex()
     assert (out / "postfilter.safetensors").stat().st_size > 0
+
+    # PF_SECONDS 0 skips the postfilter; PRIOR=1 trains a prior on the new codec's codes.
+    again = tmp_path / "again"
+    again.mkdir()
+    tiny_prior = "train.steps=2 train.batch_size=2 train.seq_frames=16 train.valid_every=100"
+    result = subprocess.run(
+        ["bash", str(SCRIPT), "2", "0", "cpu"],
+        cwd=ROOT,
+        env={
+            **env,
+            "OUT": str(again),
+            "PRIOR": "1",
+            "PRIOR_RUN": str(tmp_path / "prior"),
+            "PRIOR_EXTRA": tiny_prior,
+        },
+        capture_output=True,
+        text=True,
+        timeout=200,
+    )
+    log = (again / "log.txt").read_text()
+    assert result.returncode == 0, log + result.stderr
+    assert "train rc=0" in log and "no postfilter" in log and "postfilter rc" not in log
+    assert not (again / "postfilter.safetensors").exists()
+    assert "prior rc=0" in log
+    model = pretrained.load(str(again / "model"))
+    prior = json.loads((again / "model" / "prior.json").read_text())
+    assert prior["codec_model_id"] == pretrained.id_of(model).hex()
