@@ -84,6 +84,7 @@ def train_command(
 
         from codec.config import PostFilterConfig
         from codec.errors import CodecError
+        from codec.train.distributed import pick_device
         from codec.train.manifest import list_files
         from codec.train.postfilter import (
             CodedCorpus,
@@ -97,9 +98,7 @@ def train_command(
             torch.set_num_threads(threads)
         if device not in ("auto", "cpu", "cuda"):
             raise CodecError(f"--device: expected auto, cpu or cuda, got {device!r}")
-        if device == "cuda" and not torch.cuda.is_available():
-            raise CodecError("--device cuda: no CUDA device is available")
-        on = "cuda" if device != "cpu" and torch.cuda.is_available() else "cpu"
+        on = pick_device(device, "--device cuda")
         try:
             rates = tuple(float(b) for b in bitrates.split(","))
         except ValueError:

@@ -15,6 +15,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from codec.errors import CodecError
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -51,6 +53,14 @@ def setup(device: str = "auto") -> DistInfo:
             timeout=datetime.timedelta(minutes=30),
         )
     return DistInfo(rank, world_size, local_rank, dev)
+
+
+def pick_device(name: str, setting: str) -> torch.device:
+    """The device a single-process job runs on: "auto" is CUDA when there is one, "cpu"
+    or "cuda"; asking for CUDA without one is an error that names `setting`."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise CodecError(f"{setting}: no CUDA device is available")
+    return torch.device("cuda" if name != "cpu" and torch.cuda.is_available() else "cpu")
 
 
 def cleanup() -> None:

@@ -102,15 +102,6 @@ def train(
         distributed.cleanup()
 
 
-def _override(value: object) -> str:
-    """`value` as a command-line override writes it: `[2,4,5,8]`, `16`, `null`."""
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(_override(v) for v in value) + "]"
-    if value is None:
-        return "null"
-    return str(value).lower() if isinstance(value, bool) else str(value)
-
-
 class Trainer:
     """The state of one training process: models, optimisers, data and logging."""
 
@@ -224,7 +215,7 @@ class Trainer:
         kept = {f: getattr(self.recipe.model, f) for f in free}
         wanted = dataclasses.replace(start.config, **kept)
         fix = " ".join(
-            f"model.{f.name}={_override(getattr(wanted, f.name))}"
+            f"model.{f.name}={json.dumps(getattr(wanted, f.name), separators=(',', ':'))}"
             for f in dataclasses.fields(wanted)
             if getattr(wanted, f.name) != getattr(self.recipe.model, f.name)
         )

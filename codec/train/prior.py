@@ -31,6 +31,7 @@ from codec.models.codec import CodecModel
 from codec.prior.io import save_prior
 from codec.prior.model import CodePrior
 from codec.train.checkpoint import CHECKPOINT, resume_state, save_checkpoint
+from codec.train.distributed import pick_device
 from codec.train.loop import cosine_with_warmup
 from codec.train.manifest import Entry, recipe_entries
 
@@ -196,7 +197,7 @@ def train_prior(
     Refuses a non-empty `out_dir` unless `resume`. Returns the validation metrics.
     """
     out, t = Path(out_dir), recipe.train
-    device = _device(t.device)
+    device = pick_device(t.device, "train.device=cuda")
     state = resume_state(out, recipe, resume)
     codec = pretrained.load(recipe.codes.codec)
     data = PriorData(recipe, codec, note=log)
@@ -257,13 +258,6 @@ def train_prior(
     metrics["best"] = best
     write_bytes_atomic(out / METRICS, (json.dumps(metrics, indent=2) + "\n").encode())
     return metrics
-
-
-def _device(name: str) -> torch.device:
-    """`train.device` as a torch device: "auto" is CUDA when there is one."""
-    if name == "cuda" and not torch.cuda.is_available():
-        raise CodecError("train.device=cuda: no CUDA device is available")
-    return torch.device("cuda" if name != "cpu" and torch.cuda.is_available() else "cpu")
 
 
 def _keep_best(

@@ -18,12 +18,13 @@
 #       soundfile cffi pycparser soxr librosa audioread decorator pooch platformdirs pystoi
 # (the GPU image lacks them; pesq has no wheel, so in-run PESQ is off), ignore .gpu/ and
 # .whl/ in .git/info/exclude, and carry both. The tracked tree is 28 MB, so the call
-# fits 64 MiB most easily with pretrained/speech16k/prior.safetensors and postfilter.safetensors
-# emptied for its duration (`: > FILE`, then `git checkout FILE`): the stage needs
-# neither. Then run, with timeout_s a little above LIMIT:
+# fits 64 MiB most easily with pretrained/speech16k/prior.safetensors and
+# postfilter.safetensors emptied for its duration (`: > FILE`, then `git checkout FILE`):
+# the stage needs neither. Then run, with timeout_s a little above LIMIT:
 #   LIMIT=575 bash recipes/speech16k/device_stage.sh 310 120
-# (PF_SECONDS 0 skips the postfilter: a stage that will not be shipped yet needs none.) A model of another architecture than gpu.yaml's
-# needs its model.* overrides in EXTRA beside init_from (the error names them).
+# (PF_SECONDS 0 skips the postfilter: a stage that will not be shipped yet needs none.) A
+# model of another architecture than gpu.yaml's needs its model.* overrides in EXTRA
+# beside init_from (the error names them).
 # A second stage on the still-warm machine goes on from the first (/tmp/run, /tmp/wav and
 # /tmp/site are still there):
 #   export PYTHONPATH=/tmp/site:$PWD; python3 -m codec export /tmp/run /tmp/m1 &&
@@ -33,7 +34,8 @@
 # Environment: OUT (required), LIMIT (560), DATA (.gpu/data), WAV (/tmp/wav), RUN
 # (/tmp/run), PF (/tmp/pf), PYTHON (python3), EXTRA (more `codec train` overrides; a
 # later one wins), PRIOR (1: train the prior), PRIOR_RUN (/tmp/prior), PRIOR_EXTRA
-# (`codec prior train` overrides). The files back are then eight: the most the device tool returns.
+# (`codec prior train` overrides). The files back are then eight: the most the device
+# tool returns.
 set -o pipefail
 export PYTHONUNBUFFERED=1
 SEC=${1:-320}
@@ -94,8 +96,8 @@ fi
 
 LEFT=$(( LIMIT - $(el) ))
 PRIOR_RUN=${PRIOR_RUN:-/tmp/prior}
-rm -rf "$PRIOR_RUN"
 if [ "${PRIOR:-0}" = 1 ] && [ "$LEFT" -gt 120 ]; then
+    rm -rf "$PRIOR_RUN"
     # shellcheck disable=SC2086  # PRIOR_EXTRA is a list of overrides
     timeout $(( LEFT - 30 )) "$PY" -m codec prior train recipes/prior/speech16k.yaml \
         data.root="$WAV" codes.codec="$OUT/model" codes.cache_dir="$PRIOR_RUN.cache" \
