@@ -82,11 +82,11 @@ class PostFilter(nn.Module):
         if not spectra.is_complex():
             return spectra * 10 ** self.gains(spectra)
         # The same, cheaper: log magnitudes from the power (no square root), the gains
-        # as one exp, and a real product on the (re, im) pairs instead of a complex one.
+        # as one exp, applied as a complex-by-real product.
         power = spectra.real.square() + spectra.imag.square()
         features = 0.5 * power.clamp_min(self.config.floor**2).log10() + 1.0
         gains = torch.exp((math.log(10) * self.config.max_gain_db / 20) * self._bounded(features))
-        return torch.view_as_complex(torch.view_as_real(spectra) * gains.unsqueeze(-1))
+        return spectra * gains
 
     def frames(self, audio: torch.Tensor) -> torch.Tensor:
         """Complex spectra of the causal frames of `[B, L]` audio whose first `N - H`
@@ -102,11 +102,11 @@ class PostFilter(nn.Module):
         frames = torch.fft.irfft(spectra.transpose(1, 2), n=n, dim=-1) * self.synthesis_window
         b, f = frames.shape[:2]
         # Hop-long pieces: output hop k is the sum of piece j of frame k - j, j < r.
-        pieces = nn.functional.pad(frames.reshape(b, f, r, h), (0, 0, 0, 0, r - 1, r - 1))
-        out = pieces[:, r - 1 : f + 2 * r - 2, 0]
-        for j in range(1, r):
-            out = out + pieces[:, r - 1 - j : f + 2 * r - 2 - j, j]
-        return out.reshape(b, (f + r - 1) * h)
+        pieces = frames.view(b, f, r, h)
+        out = frames.new_zeros(b, f + r - 1, h)
+        for j in range(r):
+            out[:, j : j + f] += pieces[:, :, j]
+        return out.view(b, (f + r - 1) * h)
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         n, h = self.config.n_fft, self.config.hop_length

@@ -56,14 +56,18 @@ class Conv1d(nn.Module):
         """`self.conv(x)`. Outside autograd, a layer with one or two output channels
         (the decoder's last) is computed as one matrix product over its taps and a sum
         of shifted rows: on CPU, six times faster than oneDNN's convolution for it. A
-        dilated layer on a small input (the postfilter's) is one matrix product over its
-        taps stacked on the channels: PyTorch sends those to a per-column loop on CPU,
-        2.4 times slower."""
+        layer with at most 8 output channels (the full-rate residual units' 16 -> 8) is
+        one matrix product per tap, accumulated: oneDNN's kernel for it is 2 to 6 times
+        slower on CPU. A dilated layer on a small input (the postfilter's) is one matrix
+        product over its taps stacked on the channels: PyTorch sends those to a
+        per-column loop on CPU, 2.4 times slower."""
         conv = self.conv
         if conv.stride[0] != 1 or x.requires_grad:
             return conv(x)
         if conv.out_channels <= 2:
             return _narrow_conv(x, conv.weight, conv.bias, conv.dilation[0])
+        if conv.out_channels <= TAPWISE_MAX_CHANNELS and conv.kernel_size[0] > 1 and x.is_cpu:
+            return _tapwise_conv(x, conv.weight, conv.bias, conv.dilation[0])
         if conv.dilation[0] > 1 and x.is_cpu and x[0].numel() < SMALL_INPUT:
             return _stacked_conv(x, conv.weight, conv.bias, conv.dilation[0])
         return conv(x)
@@ -74,6 +78,21 @@ class Conv1d(nn.Module):
         p = self.padding_total
         if p == 0:
             return self._conv(x)
+        conv = self.conv
+        if (
+            conv.stride[0] == 1
+            and conv.out_channels <= TAPWISE_MAX_CHANNELS
+            and x.is_cpu
+            and not x.requires_grad
+        ):
+            # The history and the input are read where they are, not concatenated (a
+            # copy of the whole input at every call).
+            y = _tapwise_conv(x, conv.weight, conv.bias, conv.dilation[0], self.state)
+            if x.shape[-1] >= p:
+                self.state.copy_(x[..., x.shape[-1] - p :])
+            else:
+                self.state.copy_(torch.cat([self.state[..., x.shape[-1] :], x], dim=-1))
+            return y
         buffer = torch.cat([self.state, x], dim=-1)
         # Updated in place, so torch.compile sees the same tensor at every call.
         self.state.copy_(buffer[..., buffer.shape[-1] - p :])
@@ -83,6 +102,14 @@ class Conv1d(nn.Module):
         weight = self.conv.weight
         return weight.new_zeros(batch_size, weight.shape[1], self.padding_total)
 
+
+# Up to this many output channels, a convolution is faster on CPU as one GEMM per tap
+# than through oneDNN, which is slow for narrow layers over long inputs: for the 16 -> 8,
+# 3-tap layers over a 2 s chunk at 16 kHz, 1.1 to 3.3 ms against 0.4 to 0.9 ms (1.7 to
+# 6 times). At 16 channels the two are level, and oneDNN wins for few input channels
+# (the encoder's 1 -> 16 input layer) and for wider layers. `benchmarks/conv_paths.py`
+# measures each layer of a model both ways.
+TAPWISE_MAX_CHANNELS = 8
 
 # Below this many elements per batch item, PyTorch's CPU convolution of a kernel of 3 or
 # less takes its im2col paths (for dilated kernels, a slow per-column loop), not oneDNN.
@@ -100,6 +127,43 @@ def _stacked_conv(
     rows = weight.permute(0, 2, 1).reshape(out_ch, taps * in_ch)
     y = torch.matmul(rows, stacked)
     return y + bias[:, None] if bias is not None else y
+
+
+def _tapwise_conv(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    dilation: int,
+    history: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Unpadded, stride-1 `conv1d(x [B, C, L], weight [O, C, K])` as
+    `y = sum_k W_k @ x[..., k * dilation :][..., :steps]`: K GEMMs accumulated in place,
+    each reading a shifted view of `x` (no copy of the input). With `history`
+    `[B, C, H]`, the input is `history` then `x`, without concatenating them: a tap's
+    window that starts in the history is two GEMMs, one on each side."""
+    out_ch, in_ch, taps = weight.shape
+    h_len = 0 if history is None else history.shape[-1]
+    batch, steps = x.shape[0], h_len + x.shape[-1] - dilation * (taps - 1)
+    taps_first = weight.permute(2, 0, 1).contiguous()  # [K, O, C]
+    y = x.new_zeros(batch, out_ch, steps)
+    if bias is not None:
+        y += bias[:, None]
+    for k, w in enumerate(taps_first):
+        start = k * dilation - h_len  # where tap k's window starts in `x`
+        split = min(max(-start, 0), steps)  # its first `split` steps are in the history
+        if split:
+            _accumulate(y[..., :split], w, history[..., k * dilation : k * dilation + split])
+        if steps > split:
+            _accumulate(y[..., split:], w, x[..., start + split : start + steps])
+    return y
+
+
+def _accumulate(y: torch.Tensor, w: torch.Tensor, x: torch.Tensor) -> None:
+    """`y += w @ x` in place, for `y [B, O, T]`, `w [O, C]`, `x [B, C, T]`."""
+    if y.shape[0] == 1:
+        y[0].addmm_(w, x[0])
+    else:
+        y.baddbmm_(w.expand(y.shape[0], *w.shape), x)
 
 
 def _narrow_conv(

@@ -6,7 +6,7 @@ import torch
 
 from codec.errors import ConfigError
 from codec.nn.activation import ELU, Snake, activation
-from codec.nn.conv import Conv1d, ConvTranspose1d
+from codec.nn.conv import Conv1d, ConvTranspose1d, set_streaming
 from codec.nn.seanet import ResidualUnit, SEANetDecoder, SEANetEncoder
 
 SMALL = dict(channels=4, latent_dim=8, ratios=(2, 4), dilations=(1, 3))
@@ -133,15 +133,35 @@ def test_an_unknown_activation_is_refused():
         activation("relu", 4)
 
 
+@pytest.mark.parametrize("batch", [1, 2])
 @pytest.mark.parametrize("causal", [True, False])
-@pytest.mark.parametrize(("out_channels", "dilation"), [(1, 1), (2, 3), (3, 1), (5, 4), (8, 2)])
-def test_inference_conv_matches_torch(causal, out_channels, dilation):
-    # few output channels, or dilated on a small input: computed by matrix products
+@pytest.mark.parametrize(
+    ("out_channels", "dilation"), [(1, 1), (2, 3), (3, 1), (5, 4), (8, 2), (16, 1)]
+)
+def test_inference_conv_matches_torch(batch, causal, out_channels, dilation):
+    # at most 8 output channels, or dilated on a small input: computed by matrix products
     conv = Conv1d(6, out_channels, 3 if out_channels > 2 else 7, dilation=dilation, causal=causal)
-    x = noise(2, 6, 50)
+    x = noise(batch, 6, 50)
     training_path = conv(x)  # autograd on: torch's convolution
     with torch.no_grad():
         torch.testing.assert_close(conv(x), training_path, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+@pytest.mark.parametrize(("out_channels", "dilation"), [(3, 1), (8, 9), (24, 3)])
+def test_a_streamed_conv_equals_the_whole_signal_in_pieces_of_any_length(
+    batch, out_channels, dilation
+):
+    # narrow layers read their history in place (no concatenation); pieces shorter than
+    # the history (2 * dilation steps) included
+    conv = Conv1d(6, out_channels, 3, dilation=dilation)
+    x = noise(batch, 6, 120)
+    with torch.no_grad():
+        whole = conv(x)
+        set_streaming(conv, batch_size=batch)
+        bounds = [0, 1, 3, 4, 30, 31, 80, 120]
+        pieces = [conv(x[..., a:b]) for a, b in zip(bounds, bounds[1:], strict=False)]
+    torch.testing.assert_close(torch.cat(pieces, -1), whole, atol=1e-5, rtol=1e-5)
 
 
 def test_outer_dilations_set_the_residual_units_of_the_full_rate_stages_only():
