@@ -54,6 +54,13 @@ def train_command(
             "gained spectra: a quarter slower to train (no better so far, docs/postfilter.md)."
         ),
     ] = False,
+    overshoot: Annotated[
+        float,
+        typer.Option(
+            help="Weight of the bins the filter makes louder than the input's, against 1 "
+            "for those it leaves quieter (PESQ weighs added components more)."
+        ),
+    ] = 1.0,
     seed: Annotated[int, typer.Option(help="Seed of the weights and the crops.")] = 0,
     cache: Annotated[
         Path | None,
@@ -121,6 +128,7 @@ def train_command(
             seed=seed,
             seconds=seconds,
             resynthesis=resynthesis,
+            overshoot=overshoot,
         )
         for b in rates:
             codec.n_codebooks_for(b)  # an unavailable bitrate fails before any work

@@ -49,7 +49,11 @@ class PostFilterTraining:
 
     `resynthesis` scores the filtered audio itself (gains applied, frames overlap-added,
     framed again) rather than the gained spectra: neighbouring frames' gains blend in
-    the overlap-add, most at 50% overlap, and this way the training sees it."""
+    the overlap-add, most at 50% overlap, and this way the training sees it.
+
+    `overshoot` weighs the bins the filter makes louder than the input's by that much
+    more than the ones it leaves quieter (1: the plain loss), as PESQ's model of
+    disturbance does for added components."""
 
     bitrates: tuple[float, ...] = (1.5, 3.0, 6.0)
     steps: int = 6000
@@ -60,12 +64,15 @@ class PostFilterTraining:
     seed: int = 0
     seconds: float = 0.0
     resynthesis: bool = False
+    overshoot: float = 1.0
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or self.segment_frames < 1:
             raise CodecError("postfilter steps, batch_size and segment_frames must be >= 1")
         if self.seconds < 0:
             raise CodecError("postfilter seconds must be >= 0 (0: no time budget)")
+        if self.overshoot <= 0:
+            raise CodecError("postfilter overshoot must be > 0 (1: the plain loss)")
         if not self.bitrates or self.learning_rate <= 0:
             raise CodecError("postfilter training needs bitrates and a positive learning rate")
 
@@ -190,12 +197,18 @@ class _Crops:
 
 
 def _step_loss(
-    pf: PostFilter, clean: torch.Tensor, decoded: torch.Tensor, resynthesis: bool = False
+    pf: PostFilter,
+    clean: torch.Tensor,
+    decoded: torch.Tensor,
+    resynthesis: bool = False,
+    overshoot: float = 1.0,
 ) -> torch.Tensor:
     target = pf.frames(clean).abs()
     if resynthesis:
-        return compressed_spectral_loss(pf.frames(pf(decoded)).abs(), target)
-    return compressed_spectral_loss(pf.apply_gains(pf.frames(decoded).abs()), target)
+        estimate = pf.frames(pf(decoded)).abs()
+    else:
+        estimate = pf.apply_gains(pf.frames(decoded).abs())
+    return compressed_spectral_loss(estimate, target, overshoot=overshoot)
 
 
 @torch.no_grad()
@@ -247,7 +260,9 @@ def train_postfilter(
         for group in opt.param_groups:
             group["lr"] = training.learning_rate * warm * cosine
         clean, decoded = crops.batch(training.batch_size)
-        loss = _step_loss(pf, clean.to(device), decoded.to(device), training.resynthesis)
+        loss = _step_loss(
+            pf, clean.to(device), decoded.to(device), training.resynthesis, training.overshoot
+        )
         if not torch.isfinite(loss):
             raise CodecError(f"postfilter training diverged at step {step} (loss {loss.item()})")
         opt.zero_grad(set_to_none=True)

@@ -16,6 +16,7 @@ from codec.config import PostFilterConfig
 from codec.errors import CodecError
 from codec.inference import decode_file, encode_file
 from codec.models.postfilter import PostFilter
+from codec.train.losses import compressed_spectral_loss
 from codec.train.postfilter import (
     CodedCorpus,
     PostFilterTraining,
@@ -55,6 +56,36 @@ def test_training_learns_to_undo_a_lost_level(config, resynthesis):
     assert evaluate(PostFilter(config).eval(), corpus)["valid_loss_6kbps"] == pytest.approx(
         metrics["valid_loss_6kbps_unfiltered"]
     )
+
+
+def test_overshoot_weighs_only_the_bins_made_louder_than_the_input():
+    target = torch.ones(2, 3)
+    louder, quieter = torch.full((2, 3), 2.0), torch.full((2, 3), 0.5)
+    for estimate, weight in ((louder, 3.0), (quieter, 1.0)):
+        plain = compressed_spectral_loss(estimate, target)
+        assert compressed_spectral_loss(estimate, target, overshoot=3.0) == pytest.approx(
+            weight * plain.item()
+        )
+
+
+def test_a_filter_trained_against_overshoot_adds_less_where_the_input_is_quiet():
+    # a 'decoding' that lost 6 dB in one half of the crops and gained 6 dB in the other:
+    # one gain for both can only trade one error for the other, and the overshoot weight
+    # tips the trade towards staying under the input
+    clean = [np.round(tone(0.5, seed=i) * 32767 * 0.4).astype(np.int16) for i in range(4)]
+    decoded = [(x // 2 if i % 2 else x * 2).astype(np.int16) for i, x in enumerate(clean)]
+    corpus = CodedCorpus(clean, {6.0: decoded})
+
+    def level_change(overshoot: float) -> float:
+        training = PostFilterTraining(
+            bitrates=(6.0,), steps=150, batch_size=4, segment_frames=16, overshoot=overshoot
+        )
+        pf, _ = train_postfilter(corpus, corpus, HALF, training, log=lambda s: None)
+        with torch.no_grad():
+            x = torch.from_numpy(np.concatenate(decoded).astype(np.float32) / 32767)
+            return float(pf(x[None]).square().mean() / x.square().mean())
+
+    assert level_change(4.0) < level_change(1.0)
 
 
 def test_a_time_budget_trains_fewer_steps_to_the_end_of_the_cosine():
@@ -202,6 +233,7 @@ def test_cli_trains_a_postfilter_that_decode_then_uses(tiny_model_dir, tmp_path,
         (["--hop-length", "100", "--bitrates", "2"], "n_fft"),
         (["--device", "tpu"], "--device"),
         (["--seconds", "-1"], "seconds"),
+        (["--overshoot", "0"], "overshoot"),
     ],
 )
 def test_cli_bad_settings_are_one_line_errors(tiny_model_dir, tmp_path, args, message):
