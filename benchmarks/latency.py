@@ -1,12 +1,12 @@
 """Streaming latency: algorithmic (frame + lookahead) and compute per frame, batch 1.
 
 Usage: `python benchmarks/latency.py [--model speech16k] [--threads 1] [--frames 500]
-[--postfilter]`
+[--no-postfilter]`
 
 Pushes speech one frame (`hop_length` samples) at a time through a `StreamingEncoder`
-and the codes through a `StreamingDecoder` (`chunk_frames=1`), and with `--postfilter`
-through the model's postfilter (`StreamingPostFilter`, as `codec decode --postfilter`),
-as a live call would, and reports the time from the arrival of a frame's last sample to its
+and the codes through a `StreamingDecoder` (`chunk_frames=1`), then, as `codec decode`
+does, through the model's postfilter if it has one (`StreamingPostFilter`), as a live
+call would, and reports the time from the arrival of a frame's last sample to its
 decoded audio: first packet (cold caches) and the median and 99th percentile of the
 rest. Algorithmic latency is one frame for the causal model (no lookahead), plus the
 postfilter's `N - H` samples. Opus's figure, for reference, is its 20 ms frame plus 6.5
@@ -31,7 +31,7 @@ def main() -> None:
     parser.add_argument("--model", default=pretrained.DEFAULT_MODEL)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--frames", type=int, default=500)
-    parser.add_argument("--postfilter", action="store_true", help="through the model's postfilter")
+    parser.add_argument("--no-postfilter", action="store_true", help="the codec's own output")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model = pretrained.load(args.model)
@@ -39,9 +39,7 @@ def main() -> None:
     wav = speech(args.frames * hop / sr + 1, sr)
     enc = StreamingEncoder(model, chunk_frames=1)
     dec = StreamingDecoder(model, chunk_frames=1)
-    pf = pretrained.load_postfilter(model) if args.postfilter else None
-    if args.postfilter and pf is None:
-        parser.error(f"{model.name} has no postfilter")
+    pf = None if args.no_postfilter else pretrained.load_postfilter(model)
     post = StreamingPostFilter(pf) if pf is not None else None
     times = []
     for i in range(args.frames):

@@ -11,7 +11,8 @@ each best of `--repeats`, weight norm folded, inference mode:
 - compiled (with `--compile`): the streaming path with torch.compile'd encoder and
   decoder, warm-up (compilation) excluded.
 A model with a postfilter (`codec postfilter train`) adds a streaming row with the
-postfilter's time on the decoded audio added to decoding, as `codec decode` runs it.
+postfilter's time on the decoded audio added to decoding: the path `codec decode` takes
+by default (the streaming row is then `codec decode --no-postfilter`).
 Opus: `opusenc --bitrate 6` and `opusdec` as whole processes on the same audio as WAV.
 EnCodec (the neural peer), when the `encodec` package imports: its 24 kHz model with
 random weights at 6 kbps on the same speech resampled to 24 kHz, whole signal. The
@@ -193,10 +194,12 @@ def main() -> None:
             t_dec = best_of(args.repeats, lambda c=codes: model.decode(c))
         report(f"whole signal, {threads} thread(s)", t_enc, t_dec)
         t_enc, t_dec = streaming_times(model, wav, args.chunk_frames, args.repeats)
-        report(f"streaming ({args.chunk_frames} frames), {threads} thread(s)", t_enc, t_dec)
         t_pf = postfilter_time(model, wav, args.chunk_frames, args.repeats)
+        plain = " (--no-postfilter)" if t_pf is not None else ""
+        report(f"streaming ({args.chunk_frames} frames){plain}, {threads} thread(s)", t_enc, t_dec)
         if t_pf is not None:
-            report(f"streaming + postfilter, {threads} thread(s)", t_enc, t_dec + t_pf)
+            label = f"streaming + postfilter (codec decode), {threads} thread(s)"
+            report(label, t_enc, t_dec + t_pf)
         if args.compile:
             t_enc, t_dec = streaming_times(model, wav, args.chunk_frames, args.repeats, True)
             report(f"compiled streaming, {threads} thread(s)", t_enc, t_dec)

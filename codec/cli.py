@@ -214,10 +214,11 @@ def decode(
         bool,
         typer.Option(
             "--postfilter/--no-postfilter",
-            help="Apply the model's learnt postfilter, if it has one: better quality, "
-            "24 ms more latency, a quarter slower (docs/postfilter.md).",
+            help="Decode through the model's learnt postfilter, if it has one (the default): "
+            "--no-postfilter gives the codec's own output, a hop of the postfilter sooner "
+            "and a little faster (docs/postfilter.md).",
         ),
-    ] = False,
+    ] = True,
 ) -> None:
     """Decompress a `.codes` file into audio.
 

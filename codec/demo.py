@@ -36,14 +36,15 @@ def run(audio: Path, model_name: str, out_dir: Path, console: Console) -> None:
     table = Table(
         "bitrate", "bytes", "payload kbps", "file kbps", "PESQ-WB", "STOI", "enc xRT", "dec xRT",
         caption="xRT: times faster than real time; file kbps includes the 64-byte header; "
-        "+pf: through the learnt postfilter (codec decode --postfilter)",
+        "rows decode as codec decode does, through the model's learnt postfilter if it has "
+        "one; no pf: the codec's own output (codec decode --no-postfilter)",
     )  # fmt: skip
     encode_file(model, audio, out_dir / "warmup.codes", 6.0)  # first call pays one-off costs
-    runs = [(1.5, False), (3.0, False), (6.0, False)]
+    runs = [(1.5, True), (3.0, True), (6.0, True)]
     if pretrained.load_postfilter(model) is not None:
-        runs.append((6.0, True))  # `codec decode --postfilter`
+        runs.append((6.0, False))  # `codec decode --no-postfilter`
     for kbps, postfilter in runs:
-        tag = f"{kbps:g}kbps" + ("_postfilter" if postfilter else "")
+        tag = f"{kbps:g}kbps" + ("" if postfilter else "_no_postfilter")
         codes, wav = out_dir / f"{audio.stem}_{tag}.codes", out_dir / f"{audio.stem}_{tag}.wav"
         t0 = time.perf_counter()
         header = encode_file(model, audio, codes, kbps)
@@ -53,7 +54,7 @@ def run(audio: Path, model_name: str, out_dir: Path, console: Console) -> None:
         dec = load_audio(wav, model.sample_rate)
         size = codes.stat().st_size
         table.add_row(
-            f"{kbps:g} kbps" + (" +pf" if postfilter else ""),
+            f"{kbps:g} kbps" + ("" if postfilter else " no pf"),
             f"{size} B",
             f"{header.bitrate / 1000:.2f}",
             f"{size * 8 / seconds / 1000:.2f}",

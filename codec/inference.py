@@ -206,12 +206,12 @@ def encode_file(
 
 
 def decode_stream(
-    model: CodecModel, f: bitstream.CodesFile, *, compile: bool = False, postfilter: bool = False
+    model: CodecModel, f: bitstream.CodesFile, *, compile: bool = False, postfilter: bool = True
 ) -> Iterator[np.ndarray]:
     """Audio blocks of a `.codes` file's contents, `original_length` samples in all.
 
-    An entropy-coded file is decoded with the model's prior, chunk by chunk. With
-    `postfilter=True`, the postfilter stored with the model (if any) is applied.
+    An entropy-coded file is decoded with the model's prior, chunk by chunk. The
+    postfilter stored with the model (if any) is applied unless `postfilter=False`.
     """
     header = f.header
     if header.n_codebooks > model.config.n_codebooks or header.sample_rate != model.sample_rate:
@@ -240,10 +240,10 @@ def decode_file(
     progress: Progress | None = None,
     *,
     compile: bool = False,
-    postfilter: bool = False,
+    postfilter: bool = True,
 ) -> CodesHeader:
     """Decompress the `.codes` file `src` into audio file `dst` (WAV or FLAC, atomic),
-    through the model's postfilter if `postfilter` is true and it has one."""
+    through the model's postfilter if it has one, unless `postfilter=False`."""
     f = bitstream.read(src, expected_model_id=id_of(model))
     done = 0
     with AudioWriter(dst, f.header.sample_rate) as writer:

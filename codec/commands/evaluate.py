@@ -83,9 +83,10 @@ def eval_command(
         bool,
         typer.Option(
             "--postfilter/--no-postfilter",
-            help="Decode through the model's learnt postfilter, if it has one.",
+            help="Decode through the model's learnt postfilter, if it has one (the default, "
+            "as codec decode does); --no-postfilter scores the codec's own output.",
         ),
-    ] = False,
+    ] = True,
 ) -> None:
     """Score the model against classical codecs: PESQ, STOI, SI-SDR, mel distance, bitrate
     and speed per file and overall, written as CSV, JSON, plots and an HTML report.

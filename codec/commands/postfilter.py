@@ -12,7 +12,7 @@ from codec.commands import out, user_errors
 
 postfilter_app = typer.Typer(
     no_args_is_help=True,
-    help="A learnt postfilter on a codec's decoded audio (`codec decode --postfilter`).",
+    help="A learnt postfilter on a codec's decoded audio (`codec decode` applies it).",
 )
 
 

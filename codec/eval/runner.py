@@ -162,10 +162,11 @@ def build_systems(
     model: CodecModel | None,
     bitrates: Sequence[float],
     baselines: Sequence[Baseline],
-    postfilter: bool = False,
+    postfilter: bool = True,
 ) -> list[System]:
-    """The model at each bitrate (lowest first), decoded through its postfilter if
-    `postfilter` is true and it has one, then the baselines in the order given."""
+    """The model at each bitrate (lowest first), decoded as `codec decode` does: through
+    its postfilter if it has one, unless `postfilter=False`; then the baselines in the
+    order given."""
     systems = []
     if model is not None:
         for kbps in sorted(set(bitrates)):
@@ -189,7 +190,7 @@ def evaluate(
     n_clips: int = 3,
     max_lag_ms: float = 0.0,
     progress: Callable[[int], None] | None = None,
-    postfilter: bool = False,
+    postfilter: bool = True,
 ) -> EvalResult:
     """Score the model at `bitrates` and the `baselines` on `files`, at the model's
     sample rate (16 kHz without a model); the options are those of `run_systems`."""
@@ -336,7 +337,7 @@ def _run_one(
     )
 
 
-def _model_coder(model: CodecModel, kbps: float, postfilter: bool = False) -> Coder:
+def _model_coder(model: CodecModel, kbps: float, postfilter: bool = True) -> Coder:
     def code(path: Path, wav: np.ndarray, sample_rate: int) -> Coded:
         with tempfile.TemporaryDirectory(prefix="codec-eval-") as tmp:
             codes, out = Path(tmp, "x.codes"), Path(tmp, "x.wav")

@@ -4,7 +4,8 @@
 #   1. decode the packed corpus (pack_opus.py's Ogg Opus copy) to WAV, a process per core;
 #   2. train the shipped model on (init_from=speech16k) for CODEC_SECONDS of wall clock;
 #   3. export it to $OUT/model (10.2 MB float32, under the 16 MiB limit);
-#   4. train a postfilter for the new codec on the GPU for at most PF_SECONDS (a postfilter
+#   4. train a postfilter for the new codec (the shipped shape: 96 channels, 50% overlap,
+#      on by default in `codec decode`) on the GPU for at most PF_SECONDS (a postfilter
 #      is tied to its codec's id) into $OUT/postfilter.*;
 #   5. with PRIOR=1 and time left, a prior for the new codec (recipes/prior/speech16k.yaml
 #      on the GPU, the codes extracted on the CPU) into $OUT/model/prior.*: a codec ships
@@ -86,7 +87,8 @@ elif [ "$LEFT" -gt 90 ]; then
     [ "$PF_SEC" -gt $(( LEFT - 60 )) ] && PF_SEC=$(( LEFT - 60 ))
     say "postfilter: $PF_SEC s of training"
     timeout $(( LEFT - 10 )) "$PY" -m codec postfilter train "$OUT/model" "$WAV" \
-        --out "$PF" --steps 12000 --batch-size 64 --seconds "$PF_SEC" --device "$DEV" 2>&1 \
+        --out "$PF" --hop-length 256 --channels 96 --steps 40000 --batch-size 64 \
+        --seconds "$PF_SEC" --device "$DEV" 2>&1 \
         | tee -a "$LOG" | tail -n 3
     say "postfilter rc=$?"
     [ -f "$PF/postfilter.safetensors" ] && cp "$PF"/postfilter.* "$OUT/"

@@ -64,6 +64,8 @@ def test_one_call_trains_the_model_on_and_a_postfilter_for_it(tmp_path):
     meta = json.loads((out / "postfilter.json").read_text())
     assert meta["codec_model_id"] == pretrained.id_of(model).hex()
     assert (out / "postfilter.safetensors").stat().st_size > 0
+    shipped_pf = json.loads((pretrained.resolve("speech16k") / "postfilter.json").read_text())
+    assert meta["config"] == shipped_pf["config"]  # the shape that decodes by default
 
     # PF_SECONDS 0 skips the postfilter; PRIOR=1 trains a prior on the new codec's codes.
     again = tmp_path / "again"

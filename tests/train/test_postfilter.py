@@ -173,14 +173,16 @@ def test_a_postfilter_for_another_codec_is_refused(tiny_model_dir, tmp_path):
         pretrained.load_postfilter(pretrained.load(folder))
 
 
-def test_decoding_goes_through_the_postfilter_only_when_asked(tiny_model_dir, tmp_path, speech_wav):
+def test_decoding_goes_through_the_models_postfilter_unless_told_not_to(
+    tiny_model_dir, tmp_path, speech_wav
+):
     folder, _ = with_postfilter(tiny_model_dir, tmp_path)
     model, plain_model = pretrained.load(folder), pretrained.load(tiny_model_dir)
     codes = tmp_path / "x.codes"
     encode_file(model, speech_wav, codes, 2.0)
-    decode_file(model, codes, tmp_path / "filtered.wav", postfilter=True)
-    decode_file(model, codes, tmp_path / "raw.wav")
-    decode_file(plain_model, codes, tmp_path / "plain.wav", postfilter=True)
+    decode_file(model, codes, tmp_path / "filtered.wav")
+    decode_file(model, codes, tmp_path / "raw.wav", postfilter=False)
+    decode_file(plain_model, codes, tmp_path / "plain.wav")  # a model without one
     filtered, raw, plain = (
         load_audio(tmp_path / f"{n}.wav", 16000) for n in ("filtered", "raw", "plain")
     )
@@ -215,7 +217,7 @@ def test_cli_trains_a_postfilter_that_decode_then_uses(tiny_model_dir, tmp_path,
     assert (
         runner.invoke(app, ["encode", str(speech_wav), str(codes), "-m", str(model)]).exit_code == 0
     )
-    for flag, name in ((["--postfilter"], "a.wav"), ([], "b.wav")):
+    for flag, name in (([], "a.wav"), (["--no-postfilter"], "b.wav")):
         result = runner.invoke(
             app, ["decode", str(codes), str(tmp_path / name), "-m", str(model), *flag]
         )
@@ -262,14 +264,16 @@ def test_cli_asking_for_cuda_without_one_is_a_one_line_error(tiny_model_dir, tmp
     assert "no CUDA device" in result.output and "Traceback" not in result.output
 
 
-def test_eval_scores_the_postfiltered_output_when_asked(tiny_model_dir, tmp_path, speech_wav):
+def test_eval_scores_the_postfiltered_output_unless_told_not_to(
+    tiny_model_dir, tmp_path, speech_wav
+):
     from codec.eval.runner import build_systems
 
     folder, _ = with_postfilter(tiny_model_dir, tmp_path)
     model = pretrained.load(folder)
     wav = load_audio(speech_wav, 16000)
-    (filtered,) = build_systems(model, [2.0], [], postfilter=True)
-    (raw,) = build_systems(model, [2.0], [])
+    (filtered,) = build_systems(model, [2.0], [])
+    (raw,) = build_systems(model, [2.0], [], postfilter=False)
     a = filtered.code(speech_wav, wav, 16000).decoded
     b = raw.code(speech_wav, wav, 16000).decoded
     assert a.shape == b.shape and np.abs(a - b).max() > 1e-3
