@@ -12,7 +12,7 @@ import torch
 import codec
 from codec import pretrained
 from codec.audio import load_audio
-from codec.config import to_dict
+from codec.config import PostFilterConfig, to_dict
 from codec.errors import CodecError, ModelNotFoundError
 from codec.eval.metrics import mel_distance, stoi
 from tests.conftest import TINY, make_tiny_model, tone
@@ -99,6 +99,12 @@ def test_the_default_model_reconstructs_held_out_speech():
     # (it scores STOI 0.45 and mel distance 1.1 on this clip; the shipped one 0.81, 0.36).
     assert stoi(ref, out, 16000) > 0.7
     assert mel_distance(ref, out, 16000) < 0.6
+
+
+def test_a_postfilter_trained_with_the_defaults_has_the_shipped_shape():
+    # what `codec postfilter train` makes without flags is what decodes by default
+    shipped = pretrained.load_postfilter(codec.load())
+    assert PostFilterConfig() == shipped.config
 
 
 def test_the_default_models_postfilter_brings_its_output_closer_to_the_input():

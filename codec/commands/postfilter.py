@@ -42,11 +42,11 @@ def train_command(
     hop_length: Annotated[
         int,
         typer.Option(
-            help="STFT hop: n_fft/4 (Hann window, 75% overlap) or n_fft/2 (sqrt-Hann, "
-            "half the frames: cheaper) [default: n_fft/4]."
+            help="STFT hop: n_fft/2 (sqrt-Hann window, 50% overlap) or n_fft/4 (Hann, "
+            "75% overlap: twice the frames and N/4 more latency) [default: n_fft/2]."
         ),
     ] = 0,
-    channels: Annotated[int, typer.Option(help="Width of the convolution network.")] = 256,
+    channels: Annotated[int, typer.Option(help="Width of the convolution network.")] = 96,
     resynthesis: Annotated[
         bool,
         typer.Option(
@@ -113,7 +113,7 @@ def train_command(
                 f"--bitrates: expected numbers such as 1.5,3,6, got {bitrates!r}"
             ) from None
         codec = pretrained.load(model)
-        hop = hop_length or n_fft // 4
+        hop = hop_length or n_fft // 2
         config = PostFilterConfig(
             sample_rate=codec.sample_rate, n_fft=n_fft, hop_length=hop, channels=channels
         )

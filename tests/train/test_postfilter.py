@@ -231,7 +231,7 @@ def test_cli_trains_a_postfilter_that_decode_then_uses(tiny_model_dir, tmp_path,
     [
         (["--bitrates", "six"], "--bitrates"),
         (["--steps", "0"], "steps"),
-        (["--n-fft", "510", "--bitrates", "2"], "n_fft"),
+        (["--n-fft", "511", "--bitrates", "2"], "n_fft"),
         (["--hop-length", "100", "--bitrates", "2"], "n_fft"),
         (["--device", "tpu"], "--device"),
         (["--seconds", "-1"], "seconds"),
