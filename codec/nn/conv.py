@@ -66,7 +66,7 @@ class Conv1d(nn.Module):
             return conv(x)
         if conv.out_channels <= 2:
             return _narrow_conv(x, conv.weight, conv.bias, conv.dilation[0])
-        if conv.out_channels <= TAPWISE_MAX_CHANNELS and conv.kernel_size[0] > 1 and x.is_cpu:
+        if self._tapwise(x):
             return _tapwise_conv(x, conv.weight, conv.bias, conv.dilation[0])
         if conv.dilation[0] > 1 and x.is_cpu and x[0].numel() < SMALL_INPUT:
             return _stacked_conv(x, conv.weight, conv.bias, conv.dilation[0])
@@ -78,15 +78,10 @@ class Conv1d(nn.Module):
         p = self.padding_total
         if p == 0:
             return self._conv(x)
-        conv = self.conv
-        if (
-            conv.stride[0] == 1
-            and conv.out_channels <= TAPWISE_MAX_CHANNELS
-            and x.is_cpu
-            and not x.requires_grad
-        ):
+        if self._tapwise(x):
             # The history and the input are read where they are, not concatenated (a
             # copy of the whole input at every call).
+            conv = self.conv
             y = _tapwise_conv(x, conv.weight, conv.bias, conv.dilation[0], self.state)
             if x.shape[-1] >= p:
                 self.state.copy_(x[..., x.shape[-1] - p :])
@@ -97,6 +92,18 @@ class Conv1d(nn.Module):
         # Updated in place, so torch.compile sees the same tensor at every call.
         self.state.copy_(buffer[..., buffer.shape[-1] - p :])
         return self._conv(buffer)
+
+    def _tapwise(self, x: torch.Tensor) -> bool:
+        """Whether this layer computes `x` by `_tapwise_conv`: CPU inference, stride 1,
+        several taps, at most `TAPWISE_MAX_CHANNELS` output channels."""
+        conv = self.conv
+        return (
+            conv.stride[0] == 1
+            and conv.kernel_size[0] > 1
+            and conv.out_channels <= TAPWISE_MAX_CHANNELS
+            and x.is_cpu
+            and not x.requires_grad
+        )
 
     def _empty_state(self, batch_size: int) -> torch.Tensor:
         weight = self.conv.weight

@@ -155,8 +155,8 @@ def evaluate(model: CodePrior, codes: np.ndarray, seq_frames: int, batch_size: i
     model.eval()
     device = next(model.parameters()).device
     q = codes.shape[0]
-    nats = torch.zeros(q, dtype=torch.float64)
-    count = torch.zeros(q, dtype=torch.float64)
+    nats = torch.zeros(q, dtype=torch.float64, device=device)  # summed where computed:
+    count = torch.zeros(q, dtype=torch.float64, device=device)  # one transfer at the end
     starts = list(range(0, max(codes.shape[1] - 1, 1), seq_frames))
     for i in range(0, len(starts), batch_size):
         windows = [codes[:, s : s + seq_frames + 1] for s in starts[i : i + batch_size]]
@@ -169,8 +169,8 @@ def evaluate(model: CodePrior, codes: np.ndarray, seq_frames: int, batch_size: i
         mask[:, 0] = False
         keep = model.counted(x, None, mask)
         nll = model.token_nll(x) * keep
-        nats += nll.sum((0, 1)).double().cpu()
-        count += keep.sum((0, 1)).double().cpu()
+        nats += nll.sum((0, 1)).double()
+        count += keep.sum((0, 1)).double()
     per_q = (nats / count.clamp(min=1) / math.log(2)).tolist()
     total = float(nats.sum() / count.sum().clamp(min=1) / math.log(2))
     model.train()
